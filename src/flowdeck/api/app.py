@@ -1,0 +1,105 @@
+"""The ASGI application: routers, error mapping, and the services' lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+
+from flowdeck import __version__
+from flowdeck.api import batches, errors, health, pipelines, runs, stream
+from flowdeck.api.responses import JSON
+from flowdeck.api.services import Services
+from flowdeck.events import EventBus
+from flowdeck.ingest.writer import Clock, Writer, utc_now
+from flowdeck.models import RunIn
+from flowdeck.settings import Settings
+from flowdeck.store import open_store
+
+log = logging.getLogger("flowdeck")
+
+# Something that runs beside the server for its whole life (the demo's simulator, …).
+Companion = Callable[[Services], AbstractAsyncContextManager[Any]]
+
+DESCRIPTION = """
+flowdeck keeps the runs your pipelines report and answers the questions of the batch
+dashboard. Errors come as `{"message": ..., "detail": [{"loc", "msg", "type"}]}`.
+"""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock = utc_now,
+    companions: Sequence[Companion] = (),
+    database_file: str = "flowdeck.duckdb",
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.resolved_database_url(database_file)
+        store = open_store(url)
+        version = store.migrate()
+        log.info("database %s (schema version %d)", url, version)
+        bus = EventBus()
+        bus.bind(asyncio.get_running_loop())
+        writer = Writer(store, bus, max_group_runs=settings.max_group_runs, clock=clock)
+        writer.start()
+        svc = Services(settings=settings, store=store, writer=writer, bus=bus, clock=clock)
+        app.state.services = svc
+        try:
+            async with AsyncExitStack() as stack:
+                for companion in companions:
+                    await stack.enter_async_context(companion(svc))
+                yield
+        finally:
+            await asyncio.to_thread(writer.stop)
+            store.close()
+
+    app = FastAPI(
+        title="flowdeck",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JSON,
+    )
+    errors.install(app)
+    for module in (runs, batches, pipelines, stream):
+        app.include_router(module.router, prefix="/api/v1")
+    app.include_router(health.router)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        return JSON(
+            {
+                "name": "flowdeck",
+                "version": __version__,
+                "api": "/api/v1",
+                "openapi": "/openapi.json",
+                "docs": "/docs",
+                "health": "/healthz",
+            }
+        )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            run_in = RunIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(run_in.pop("$defs", {}))
+            components["RunIn"] = run_in
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

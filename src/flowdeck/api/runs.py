@@ -1,0 +1,83 @@
+"""POST /api/v1/runs (ingest) and GET /api/v1/runs/{run_id} (detail with history)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from flowdeck.api.body import read_json
+from flowdeck.api.errors import ApiError
+from flowdeck.api.responses import JSON
+from flowdeck.api.services import Services, services
+from flowdeck.api.shapes import run_out
+from flowdeck.ingest.reports import TooManyRuns, parse_reports
+from flowdeck.models import Accepted, RunDetail
+
+router = APIRouter(tags=["runs"])
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/RunIn"},
+                        {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/RunIn"},
+                            "maxItems": 10_000,
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/runs",
+    response_model=Accepted,
+    summary="Report one run or a list of runs",
+    description=(
+        "Upserts by run_id (generated when absent). Answers only after the runs are "
+        "committed. Timestamps must carry a zone offset. 422 names every invalid field and "
+        "nothing of the request is written; 413 over the body or run-count limit; 415 for "
+        "a body that is not JSON."
+    ),
+    openapi_extra=_BODY_DOC,
+    responses={413: {"description": "too large"}, 415: {"description": "not JSON"}},
+)
+async def post_runs(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
+    payload = await read_json(request, svc.settings.max_body_bytes)
+    try:
+        reports, locate = parse_reports(payload, svc.settings.max_runs_per_request)
+    except TooManyRuns as exc:
+        raise ApiError(413, str(exc)) from None
+    run_ids = await svc.writer.write(reports, locate)
+    unique = list(dict.fromkeys(run_ids))
+    return JSON({"accepted": len(unique), "run_ids": unique})
+
+
+@router.get(
+    "/runs/{run_id}", response_model=RunDetail, summary="One run and its pipeline's history"
+)
+def get_run(
+    run_id: str,
+    svc: Annotated[Services, Depends(services)],
+    history: Annotated[int, Query(ge=0, le=500, description="how many recent runs")] = 50,
+) -> Response:
+    run = svc.store.get_run(run_id)
+    out = run_out(run)
+    out["history"] = (
+        [
+            run_out(r)
+            for r in svc.store.list_pipeline_runs(run.project, run.pipeline, run.env, history)
+        ]
+        if history
+        else []
+    )
+    return JSON(out)

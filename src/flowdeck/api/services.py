@@ -1,0 +1,26 @@
+"""What the routers need, kept on ``app.state.services`` for the life of the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from flowdeck.events import EventBus
+from flowdeck.ingest.writer import Clock, Writer
+from flowdeck.settings import Settings
+from flowdeck.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    writer: Writer
+    bus: EventBus
+    clock: Clock
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc

@@ -1,0 +1,1 @@
+"""Getting runs in: validation of reports and the single writer."""

@@ -1,0 +1,128 @@
+"""The embedded default: one DuckDB file, no server to run.
+
+One process owns the file. Reads use a cursor per thread; writes use the writer's own
+cursor, and bulk rows arrive as Arrow tables (DuckDB appends those far faster than rows).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pyarrow as pa
+
+from flowdeck.errors import StoreUnavailable
+from flowdeck.store.base import BatchKey
+from flowdeck.store.sql import RUN_COLUMNS, Cursor, SqlStore
+
+_TS = pa.timestamp("us", tz="UTC")
+_RUN_SCHEMA = pa.schema(
+    [
+        (
+            name,
+            _TS
+            if name.endswith("_at")
+            else pa.float64()
+            if name in ("duration_s", "read_throughput", "write_throughput")
+            else pa.int64()
+            if name.startswith("rows_") or name == "dq_errors"
+            else pa.string(),
+        )
+        for name in RUN_COLUMNS
+    ]
+)
+
+
+def path_from_url(url: str) -> str:
+    """``duckdb:///abs/path`` or ``duckdb://rel/path`` or ``duckdb://:memory:``."""
+    rest = url.removeprefix("duckdb://")
+    if not rest:
+        raise StoreUnavailable("duckdb URL names no file: use duckdb:///path/to/file.duckdb")
+    return rest
+
+
+class DuckDBStore(SqlStore):
+    backend = "duckdb"
+    param_style = "duckdb"
+    types: ClassVar = {"text": "VARCHAR", "double": "DOUBLE", "json": "JSON"}
+    driver_errors: ClassVar = (duckdb.Error,)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = path_from_url(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = duckdb.connect(path)
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"cannot open {path}: {exc}") from exc
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
+        self._writer = self._db.cursor()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._db.cursor()
+            self._local.cursor = cur
+            with self._lock:
+                self._cursors.append(cur)
+        return cur
+
+    @contextmanager
+    def reader(self) -> Iterator[Cursor]:
+        yield self._cursor()
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Cursor]:
+        cur = self._writer
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            for name in ("staged_runs", "staged_keys", "staged_ids"):
+                cur.unregister(name)
+        try:
+            cur.execute("COMMIT")
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"duckdb commit failed: {exc}") from exc
+
+    def stage_runs(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        columns = list(zip(*rows, strict=True))
+        table = pa.Table.from_arrays(
+            [
+                pa.array(col, type=field.type)
+                for col, field in zip(columns, _RUN_SCHEMA, strict=True)
+            ],
+            schema=_RUN_SCHEMA,
+        )
+        self._register(cur, "staged_runs", table)
+
+    def stage_keys(self, cur: Cursor, keys: list[BatchKey]) -> None:
+        projects, batch_ids = zip(*keys, strict=True)
+        table = pa.table({"project": list(projects), "batch_id": list(batch_ids)})
+        self._register(cur, "staged_keys", table)
+
+    def stage_ids(self, cur: Cursor, ids: list[str]) -> None:
+        self._register(cur, "staged_ids", pa.table({"run_id": ids}))
+
+    @staticmethod
+    def _register(cur: Cursor, name: str, table: pa.Table) -> None:
+        assert isinstance(cur, duckdb.DuckDBPyConnection)
+        cur.register(name, table)
+
+    def close(self) -> None:
+        with self._lock:
+            for cur in self._cursors:
+                cur.close()
+            self._cursors.clear()
+        self._writer.close()
+        self._db.close()

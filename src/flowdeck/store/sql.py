@@ -1,0 +1,386 @@
+"""The SQL both backends share. Queries are written once with ``:name`` parameters; a backend
+translates the parameter style and supplies the few things that differ (types, staging of
+bulk rows, connections) by overriding the small hooks at the bottom of :class:`SqlStore`."""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Final, Protocol
+
+import orjson
+
+from flowdeck.errors import NotFound, StoreUnavailable
+from flowdeck.runs import RunRecord
+from flowdeck.store import schema
+from flowdeck.store.base import (
+    BatchKey,
+    BatchQuery,
+    BatchRow,
+    PipelineRow,
+    RunQuery,
+    Store,
+    WritePlan,
+)
+
+RUN_COLUMNS: Final = (
+    "run_id",
+    "project",
+    "pipeline",
+    "batch_id",
+    "env",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "rows_read",
+    "rows_written",
+    "rows_invalid",
+    "rows_inserted",
+    "rows_updated",
+    "dq_errors",
+    "read_throughput",
+    "write_throughput",
+    "custom_stats",
+    "labels",
+    "error_message",
+    "derived",
+    "created_at",
+    "updated_at",
+)
+JSON_COLUMNS: Final = frozenset({"custom_stats", "labels"})
+BATCH_COLUMNS: Final = tuple(BatchRow.__dataclass_fields__)
+
+# Sort keys of the process list (the API's field names) and the SQL each sorts by.
+RUN_SORTS: Final[Mapping[str, str]] = {
+    **{c: c for c in RUN_COLUMNS if c not in JSON_COLUMNS | {"derived"}},
+    "dq_error_rate": "CASE WHEN rows_read > 0 THEN dq_errors * 1.0 / rows_read END",
+}
+
+_RUN_SELECT: Final = ", ".join(RUN_COLUMNS)
+_BATCH_SELECT: Final = ", ".join(BATCH_COLUMNS)
+
+_UPSERT_RUNS: Final = f"""
+INSERT INTO runs ({_RUN_SELECT})
+SELECT {_RUN_SELECT} FROM staged_runs
+ON CONFLICT (run_id) DO UPDATE SET
+{", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS if c != "run_id")}
+"""
+
+_COUNTS: Final = {
+    "succeeded": "SUCCESS",
+    "failed": "FAILED",
+    "running": "RUNNING",
+    "pending": "PENDING",
+}
+_SUMS: Final = ("rows_read", "rows_written", "rows_invalid", "rows_inserted", "rows_updated")
+_REFRESH_BATCHES: Final = f"""
+INSERT INTO batches ({_BATCH_SELECT})
+SELECT r.project, r.batch_id, min(r.env), min(r.started_at),
+       max(r.ended_at), coalesce(min(r.started_at), min(r.created_at)), count(*),
+       {", ".join(f"count(*) FILTER (WHERE r.status = '{s}')" for s in _COUNTS.values())},
+       {", ".join(f"coalesce(sum(r.{c}), 0)" for c in _SUMS)},
+       coalesce(sum(r.dq_errors), 0),
+       count(*) FILTER (WHERE r.dq_errors > 0.01 * coalesce(r.rows_read, 0)),
+       :now
+FROM runs r JOIN staged_keys k ON r.project = k.project AND r.batch_id = k.batch_id
+GROUP BY r.project, r.batch_id
+ON CONFLICT (project, batch_id) DO UPDATE SET
+{", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c not in ("project", "batch_id"))}
+"""
+_PRUNE_BATCHES: Final = """
+DELETE FROM batches WHERE EXISTS (
+    SELECT 1 FROM staged_keys k WHERE k.project = batches.project AND k.batch_id = batches.batch_id
+) AND NOT EXISTS (
+    SELECT 1 FROM runs r WHERE r.project = batches.project AND r.batch_id = batches.batch_id
+)
+"""
+_SELECT_STAGED_BATCHES: Final = f"""
+SELECT {", ".join(f"b.{c}" for c in BATCH_COLUMNS)} FROM batches b
+JOIN staged_keys k ON b.project = k.project AND b.batch_id = k.batch_id
+"""
+_PIPELINES: Final = """
+WITH r AS (
+    SELECT project, pipeline, env, run_id, status, ended_at,
+           coalesce(started_at, created_at) AS t
+    FROM runs {where}
+), s AS (
+    SELECT project, pipeline, env, count(*) AS runs,
+           max(CASE WHEN status = 'SUCCESS' THEN t END) AS success_t,
+           max(CASE WHEN status = 'SUCCESS' THEN coalesce(ended_at, t) END) AS success_at
+    FROM r GROUP BY project, pipeline, env
+), f AS (
+    SELECT r.project, r.pipeline, r.env,
+           count(*) FILTER (
+               WHERE r.status = 'FAILED' AND (s.success_t IS NULL OR r.t > s.success_t)
+           ) AS failures
+    FROM r JOIN s ON r.project = s.project AND r.pipeline = s.pipeline AND r.env = s.env
+    GROUP BY r.project, r.pipeline, r.env
+), l AS (
+    SELECT project, pipeline, env, run_id, status, t,
+           row_number() OVER (PARTITION BY project, pipeline, env ORDER BY t DESC, run_id DESC)
+               AS rn
+    FROM r
+)
+SELECT s.project, s.pipeline, s.env, s.runs, l.run_id, l.t, l.status, s.success_at, f.failures
+FROM s
+JOIN f ON f.project = s.project AND f.pipeline = s.pipeline AND f.env = s.env
+JOIN l ON l.project = s.project AND l.pipeline = s.pipeline AND l.env = s.env AND l.rn = 1
+ORDER BY s.project, s.pipeline, s.env
+"""
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class Cursor(Protocol):
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def fetchone(self) -> Any: ...
+
+
+def run_row(record: RunRecord) -> tuple[Any, ...]:
+    """A record as a row of the ``runs`` table (JSON as text)."""
+    return (
+        record.run_id,
+        record.project,
+        record.pipeline,
+        record.batch_id,
+        record.env,
+        record.status,
+        record.started_at,
+        record.ended_at,
+        record.duration_s,
+        record.rows_read,
+        record.rows_written,
+        record.rows_invalid,
+        record.rows_inserted,
+        record.rows_updated,
+        record.dq_errors,
+        record.read_throughput,
+        record.write_throughput,
+        orjson.dumps(record.custom_stats).decode(),
+        orjson.dumps(record.labels).decode(),
+        record.error_message,
+        ",".join(sorted(record.derived)),
+        record.created_at,
+        record.updated_at,
+    )
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str | bytes):
+        return orjson.loads(value)
+    return value if value is not None else {}
+
+
+def record_from_row(row: Sequence[Any]) -> RunRecord:
+    values = dict(zip(RUN_COLUMNS, row, strict=True))
+    values["custom_stats"] = _json(values["custom_stats"])
+    values["labels"] = _json(values["labels"])
+    derived = values["derived"]
+    values["derived"] = frozenset(derived.split(",")) if derived else frozenset()
+    return RunRecord(**values)
+
+
+def batch_from_row(row: Sequence[Any]) -> BatchRow:
+    return BatchRow(*row)
+
+
+class SqlStore(Store):
+    """The shared implementation. Subclasses provide connections and the hooks below."""
+
+    param_style: ClassVar[str]  # "duckdb" ($name) or "pyformat" (%(name)s)
+    types: ClassVar[Mapping[str, str]]  # {text}, {double}, {json} in schema.py
+
+    def sql(self, query: str) -> str:
+        """Translate ``:name`` parameters to the driver's style."""
+        if self.param_style == "pyformat":
+            return _PARAM.sub(r"%(\1)s", query.replace("%", "%%"))
+        return _PARAM.sub(r"$\1", query)
+
+    def _q(self, cur: Cursor, query: str, params: Mapping[str, Any] | None = None) -> Any:
+        try:
+            if params:
+                return cur.execute(self.sql(query), dict(params))
+            return cur.execute(self.sql(query))
+        except self.driver_errors as exc:
+            raise StoreUnavailable(f"{self.backend}: {exc}") from exc
+
+    # -- schema ------------------------------------------------------------------------
+    def migrate(self) -> int:
+        with self.write_transaction() as cur:
+            self.lock_schema(cur)
+            self._q(
+                cur,
+                "CREATE TABLE IF NOT EXISTS flowdeck_schema "
+                "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
+            )
+            current = self._version(cur)
+            if current > schema.LATEST:
+                raise StoreUnavailable(
+                    f"the database has schema version {current}, newer than this flowdeck "
+                    f"({schema.LATEST}); upgrade flowdeck"
+                )
+            for version in range(current + 1, schema.LATEST + 1):
+                for statement in schema.MIGRATIONS[version]:
+                    self._q(cur, statement.format(**self.types))
+                self._q(
+                    cur,
+                    "INSERT INTO flowdeck_schema (version, applied_at) VALUES (:v, now())",
+                    {"v": version},
+                )
+        return schema.LATEST
+
+    def _version(self, cur: Cursor) -> int:
+        self._q(cur, "SELECT coalesce(max(version), 0) FROM flowdeck_schema")
+        return int(cur.fetchone()[0])
+
+    def schema_version(self) -> int:
+        with self.reader() as cur:
+            return self._version(cur)
+
+    def ping(self) -> None:
+        with self.reader() as cur:
+            self._q(cur, "SELECT 1")
+            cur.fetchone()
+
+    # -- writes ------------------------------------------------------------------------
+    def upsert_runs(
+        self, run_ids: Collection[str], plan: Callable[[dict[str, RunRecord]], WritePlan]
+    ) -> list[BatchRow]:
+        with self.write_transaction() as cur:
+            self.lock_writes(cur)
+            existing: dict[str, RunRecord] = {}
+            if run_ids:
+                self.stage_ids(cur, list(run_ids))
+                self._q(
+                    cur,
+                    f"SELECT {_RUN_SELECT} FROM runs "
+                    "WHERE run_id IN (SELECT run_id FROM staged_ids)",
+                )
+                existing = {row[0]: record_from_row(row) for row in cur.fetchall()}
+            todo = plan(existing)
+            if todo.records:
+                self.stage_runs(cur, [run_row(r) for r in todo.records])
+                self._q(cur, _UPSERT_RUNS)
+            if not todo.batch_keys:
+                return []
+            now = max(r.updated_at for r in todo.records)
+            self.stage_keys(cur, list(todo.batch_keys))
+            self._q(cur, _REFRESH_BATCHES, {"now": now})
+            self._q(cur, _PRUNE_BATCHES)
+            self._q(cur, _SELECT_STAGED_BATCHES)
+            return [batch_from_row(row) for row in cur.fetchall()]
+
+    # -- reads -------------------------------------------------------------------------
+    def _select_runs(
+        self, where: str, params: Mapping[str, Any], tail: str = ""
+    ) -> list[RunRecord]:
+        with self.reader() as cur:
+            self._q(cur, f"SELECT {_RUN_SELECT} FROM runs WHERE {where} {tail}", params)
+            return [record_from_row(row) for row in cur.fetchall()]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        rows = self._select_runs("run_id = :run_id", {"run_id": run_id})
+        if not rows:
+            raise NotFound("run", run_id)
+        return rows[0]
+
+    def list_pipeline_runs(
+        self, project: str, pipeline: str, env: str, limit: int
+    ) -> list[RunRecord]:
+        return self._select_runs(
+            "project = :project AND pipeline = :pipeline AND env = :env",
+            {"project": project, "pipeline": pipeline, "env": env, "limit": limit},
+            "ORDER BY coalesce(started_at, created_at) DESC, run_id DESC LIMIT :limit",
+        )
+
+    def _select_batches(
+        self, where: str, params: Mapping[str, Any], tail: str = ""
+    ) -> list[BatchRow]:
+        with self.reader() as cur:
+            self._q(cur, f"SELECT {_BATCH_SELECT} FROM batches WHERE {where} {tail}", params)
+            return [batch_from_row(row) for row in cur.fetchall()]
+
+    def list_batches(self, query: BatchQuery) -> list[BatchRow]:
+        where = ["sort_at >= :since"]
+        params: dict[str, Any] = {"since": query.since, "limit": query.limit}
+        for name in ("until", "env", "project"):
+            value = getattr(query, name)
+            if value is not None:
+                where.append("sort_at < :until" if name == "until" else f"{name} = :{name}")
+                params[name] = value
+        return self._select_batches(
+            " AND ".join(where), params, "ORDER BY sort_at DESC, batch_id DESC LIMIT :limit"
+        )
+
+    def find_batches(self, batch_id: str) -> list[BatchRow]:
+        return self._select_batches("batch_id = :b", {"b": batch_id}, "ORDER BY project")
+
+    def get_batch(self, project: str, batch_id: str) -> BatchRow:
+        rows = self._select_batches("project = :p AND batch_id = :b", {"p": project, "b": batch_id})
+        if not rows:
+            raise NotFound("batch", batch_id)
+        return rows[0]
+
+    def list_batch_runs(self, query: RunQuery) -> tuple[int, list[RunRecord]]:
+        where = "project = :project AND batch_id = :batch_id"
+        params: dict[str, Any] = {"project": query.project, "batch_id": query.batch_id}
+        if query.statuses:
+            names = [f"s{i}" for i in range(len(query.statuses))]
+            where += f" AND status IN ({', '.join(':' + n for n in names)})"
+            params.update(zip(names, query.statuses, strict=True))
+        with self.reader() as cur:
+            self._q(cur, f"SELECT count(*) FROM runs WHERE {where}", params)
+            total = int(cur.fetchone()[0])
+        order = "DESC" if query.order == "desc" else "ASC"
+        tail = f"ORDER BY {RUN_SORTS[query.sort]} {order} NULLS LAST, run_id {order}"
+        if query.limit is not None:
+            tail += " LIMIT :limit OFFSET :offset"
+            params |= {"limit": query.limit, "offset": query.offset}
+        return total, self._select_runs(where, params, tail)
+
+    def list_pipelines(
+        self, project: str | None = None, env: str | None = None
+    ) -> list[PipelineRow]:
+        params = {n: v for n, v in (("project", project), ("env", env)) if v is not None}
+        where = " AND ".join(f"{n} = :{n}" for n in params)
+        with self.reader() as cur:
+            self._q(cur, _PIPELINES.format(where=f"WHERE {where}" if where else ""), params)
+            return [PipelineRow(*row) for row in cur.fetchall()]
+
+    def count_runs(self) -> int:
+        with self.reader() as cur:
+            self._q(cur, "SELECT count(*) FROM runs")
+            return int(cur.fetchone()[0])
+
+    # -- backend hooks -----------------------------------------------------------------
+    driver_errors: ClassVar[tuple[type[BaseException], ...]]
+
+    @abc.abstractmethod
+    def reader(self) -> AbstractContextManager[Cursor]:
+        """A cursor for reads, usable from any thread."""
+
+    @abc.abstractmethod
+    def write_transaction(self) -> AbstractContextManager[Cursor]:
+        """The writer's cursor inside one transaction: committed on exit, rolled back on error."""
+
+    def lock_schema(self, cur: Cursor) -> None:
+        """Keep two processes from migrating at once (where the backend needs it)."""
+
+    def lock_writes(self, cur: Cursor) -> None:
+        """Keep writers of other processes out until this transaction ends (where needed)."""
+
+    @abc.abstractmethod
+    def stage_runs(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Make ``rows`` readable as the relation ``staged_runs`` (columns RUN_COLUMNS)."""
+
+    @abc.abstractmethod
+    def stage_keys(self, cur: Cursor, keys: list[BatchKey]) -> None:
+        """Make ``keys`` readable as ``staged_keys`` (project, batch_id)."""
+
+    @abc.abstractmethod
+    def stage_ids(self, cur: Cursor, ids: list[str]) -> None:
+        """Make ``ids`` readable as ``staged_ids`` (run_id)."""
