@@ -15,6 +15,7 @@ from flowdeck import __version__
 from flowdeck.api.app import Companion, create_app
 from flowdeck.errors import FlowdeckError
 from flowdeck.settings import Settings
+from flowdeck.store import check_url
 
 log = logging.getLogger("flowdeck")
 
@@ -35,10 +36,17 @@ def _serve(
 ) -> None:
     _setup_logging(log_level)
     url = settings.resolved_database_url(database_file)
-    log.info("flowdeck %s", __version__)
-    log.info("data: %s", url)
-    log.info(
-        "serving on http://%s:%d (API under /api/v1, docs at /docs)", settings.host, settings.port
+    try:
+        check_url(url)
+    except FlowdeckError as exc:
+        raise click.ClickException(str(exc)) from exc
+    # The banner is printed whatever the log level: it says where the data lives.
+    click.echo(f"flowdeck {__version__}", err=True)
+    click.echo(f"data: {url}", err=True)
+    click.echo(
+        f"serving on http://{settings.host}:{settings.port} "
+        "(API under /api/v1, OpenAPI at /openapi.json)",
+        err=True,
     )
     app = create_app(settings, companions=companions, database_file=database_file)
     try:

@@ -54,4 +54,4 @@ class Settings:
         """The configured URL, else an embedded DuckDB file in the data folder."""
         if self.database_url:
             return self.database_url
-        return f"duckdb:///{(self.data_dir / filename).resolve()}"
+        return f"duckdb://{(self.data_dir / filename).resolve()}"

@@ -1,0 +1,292 @@
+"""The store contract: every backend passes the same tests (the ``db_url`` fixture runs each
+test on DuckDB and on PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from flowdeck.errors import InvalidInput, NotFound, StoreUnavailable
+from flowdeck.ingest.writer import Writer
+from flowdeck.runs import RunRecord
+from flowdeck.store import BatchQuery, RunQuery, Store, WritePlan, open_store
+from flowdeck.store import schema as schema_mod
+from tests.conftest import T0, FixedClock, run
+
+
+def test_migrate_is_idempotent_and_versioned(store: Store) -> None:
+    assert store.schema_version() == schema_mod.LATEST
+    assert store.migrate() == schema_mod.LATEST
+    assert store.schema_version() == schema_mod.LATEST
+
+
+def test_a_newer_schema_is_refused(
+    db_url: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schema_mod, "LATEST", 0)
+    other = open_store(db_url) if db_url.startswith("postgres") else store
+    try:
+        with pytest.raises(StoreUnavailable, match="newer than this flowdeck"):
+            other.migrate()
+    finally:
+        if other is not store:
+            other.close()
+
+
+def test_a_run_round_trips_every_field(store: Store, writer: Writer) -> None:
+    report = run(
+        rows_invalid=3,
+        custom_stats={"scd2_new": 7, "scd2_changed": 2, "sku_count": 1234, "nested": {"a": [1]}},
+        labels={"team": "sales", "retailer": "acme"},
+        error_message="nothing wrong",
+    )
+    writer.submit([report]).result()
+    got = store.get_run(report["run_id"])
+    assert got.pipeline == "load_sales"
+    assert got.batch_id == "b1"
+    assert got.started_at == T0
+    assert got.started_at is not None and got.started_at.utcoffset() == timedelta(0)
+    assert got.ended_at == T0 + timedelta(minutes=10)
+    assert got.duration_s == 600.0
+    assert got.read_throughput == pytest.approx(1000 / 600)
+    assert got.write_throughput == pytest.approx(990 / 600)
+    assert (got.rows_inserted, got.rows_updated, got.dq_errors) == (7, 2, 3)
+    assert got.custom_stats == report["custom_stats"]
+    assert got.labels == {"team": "sales", "retailer": "acme"}
+    assert got.derived == frozenset(
+        {
+            "duration_s",
+            "read_throughput",
+            "write_throughput",
+            "rows_inserted",
+            "rows_updated",
+            "dq_errors",
+        }
+    )
+
+
+def test_unknown_ids_raise_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="run 'nope' not found"):
+        store.get_run("nope")
+    with pytest.raises(NotFound, match="batch 'nope' not found"):
+        store.get_batch("default", "nope")
+    assert store.find_batches("nope") == []
+
+
+def test_status_never_moves_backwards(store: Store, writer: Writer, clock: FixedClock) -> None:
+    writer.submit([run(status="SUCCESS")]).result()
+    clock.now += timedelta(seconds=1)
+    late = run(status="RUNNING", ended_at=None, rows_read=5, error_message="late")
+    writer.submit([late]).result()
+    got = store.get_run("b1:load_sales")
+    assert got.status == "SUCCESS"
+    assert got.rows_read == 1000  # a backwards report only fills empty fields…
+    assert got.error_message == "late"  # …which this one was
+
+
+def test_updates_fill_in_and_rederive(store: Store, writer: Writer) -> None:
+    writer.submit([run(status="RUNNING", ended_at=None, rows_written=None)]).result()
+    assert store.get_run("b1:load_sales").duration_s is None
+    writer.submit(
+        [
+            {
+                "run_id": "b1:load_sales",
+                "status": "SUCCESS",
+                "ended_at": T0 + timedelta(minutes=5),
+                "rows_written": 500,
+            }
+        ]
+    ).result()
+    got = store.get_run("b1:load_sales")
+    assert (got.status, got.duration_s, got.rows_written, got.pipeline) == (
+        "SUCCESS",
+        300.0,
+        500,
+        "load_sales",
+    )
+    # A correction of the end time recomputes what was derived from it.
+    writer.submit([{"run_id": "b1:load_sales", "ended_at": T0 + timedelta(minutes=10)}]).result()
+    got = store.get_run("b1:load_sales")
+    assert got.duration_s == 600.0
+    assert got.write_throughput == pytest.approx(500 / 600)
+
+
+def test_batch_aggregates(store: Store, writer: Writer) -> None:
+    writer.submit(
+        [
+            run("a", rows_read=1000, rows_invalid=20),  # 2 % DQ errors: a warning
+            run("b", status="FAILED", custom_stats={"scd2_new": 4, "scd2_changed": 6}),
+            run("c", status="RUNNING", ended_at=None),
+            run("d", status="PENDING", started_at=None, ended_at=None),
+        ]
+    ).result()
+    batch = store.get_batch("default", "b1")
+    assert (batch.total, batch.succeeded, batch.failed, batch.running, batch.pending) == (
+        4,
+        1,
+        1,
+        1,
+        1,
+    )
+    assert batch.rows_read == 4000
+    assert batch.rows_inserted == 4 and batch.rows_updated == 6
+    assert batch.dq_errors == 20 and batch.dq_warning_processes == 1
+    assert batch.started_at == T0 and batch.open
+    assert batch.env == "prod"
+
+
+def test_a_run_moving_batch_updates_both(store: Store, writer: Writer) -> None:
+    writer.submit([run("a"), run("b")]).result()
+    writer.submit([{"run_id": "b1:b", "batch_id": "b2", "pipeline": "b"}]).result()
+    assert store.get_batch("default", "b1").total == 1
+    assert store.get_batch("default", "b2").total == 1
+    writer.submit([{"run_id": "b1:a", "batch_id": "b2"}]).result()
+    with pytest.raises(NotFound):
+        store.get_batch("default", "b1")
+    assert store.get_batch("default", "b2").total == 2
+
+
+def test_list_batches_filters_and_order(store: Store, writer: Writer) -> None:
+    reports = []
+    for day in range(10):
+        start = T0 - timedelta(days=day)
+        for env in ("prod", "dev"):
+            reports.append(
+                run(
+                    "p",
+                    batch_id=f"{env}-{day}",
+                    env=env,
+                    started_at=start,
+                    ended_at=start + timedelta(hours=1),
+                )
+            )
+    reports.append(run("p", batch_id="other", project="acme", env="qa", started_at=T0))
+    writer.submit(reports).result()
+
+    prod = store.list_batches(BatchQuery(since=T0 - timedelta(days=3, hours=1), env="prod"))
+    assert [b.batch_id for b in prod] == ["prod-0", "prod-1", "prod-2", "prod-3"]
+    window = store.list_batches(
+        BatchQuery(since=T0 - timedelta(days=5), until=T0 - timedelta(days=1), env="dev")
+    )
+    assert [b.batch_id for b in window] == ["dev-2", "dev-3", "dev-4", "dev-5"]
+    assert [b.batch_id for b in store.list_batches(BatchQuery(since=T0, project="acme"))] == [
+        "other"
+    ]
+    assert len(store.list_batches(BatchQuery(since=T0 - timedelta(days=30), limit=5))) == 5
+
+
+def test_find_batches_across_projects(store: Store, writer: Writer) -> None:
+    writer.submit([run("p", project="x", run_id="1"), run("p", project="y", run_id="2")]).result()
+    assert [b.project for b in store.find_batches("b1")] == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("sort", "order", "expected"),
+    [
+        ("pipeline", "asc", ["a", "b", "c", "d"]),
+        ("pipeline", "desc", ["d", "c", "b", "a"]),
+        ("duration_s", "desc", ["c", "a", "b", "d"]),  # d is running: no duration, last
+        ("duration_s", "asc", ["b", "a", "c", "d"]),
+        ("rows_read", "desc", ["b", "c", "a", "d"]),
+        ("status", "asc", ["c", "d", "a", "b"]),
+        ("dq_error_rate", "desc", ["a", "b", "c", "d"]),
+    ],
+)
+def test_batch_runs_sort(
+    store: Store, writer: Writer, sort: str, order: str, expected: list[str]
+) -> None:
+    writer.submit(
+        [
+            run("a", rows_read=100, rows_invalid=10, ended_at=T0 + timedelta(minutes=10)),
+            run("b", rows_read=900, rows_invalid=9, ended_at=T0 + timedelta(minutes=5)),
+            run("c", status="FAILED", rows_read=500, ended_at=T0 + timedelta(minutes=20)),
+            run("d", status="RUNNING", rows_read=None, ended_at=None),
+        ]
+    ).result()
+    query = RunQuery("default", "b1", sort=sort, order=order)  # type: ignore[arg-type]
+    total, runs = store.list_batch_runs(query)
+    assert total == 4
+    assert [r.pipeline for r in runs] == expected
+
+
+def test_batch_runs_paging_and_status_filter(store: Store, writer: Writer) -> None:
+    writer.submit(
+        [run(f"p{i:03d}", status="FAILED" if i % 10 == 0 else "SUCCESS") for i in range(120)]
+    ).result()
+    total, page = store.list_batch_runs(RunQuery("default", "b1", limit=50, offset=100))
+    assert total == 120 and [r.pipeline for r in page] == [f"p{i:03d}" for i in range(100, 120)]
+    total, failed = store.list_batch_runs(RunQuery("default", "b1", statuses=["FAILED"]))
+    assert total == 12 and {r.status for r in failed} == {"FAILED"}
+    total, everything = store.list_batch_runs(RunQuery("default", "b1", limit=None))
+    assert total == len(everything) == 120
+
+
+def test_pipelines_last_success_and_failure_streak(store: Store, writer: Writer) -> None:
+    day = timedelta(days=1)
+    statuses = ["SUCCESS", "FAILED", "SUCCESS", "FAILED", "FAILED"]
+    writer.submit(
+        [
+            run(
+                "etl",
+                batch_id=f"d{i}",
+                status=s,
+                started_at=T0 + i * day,
+                ended_at=T0 + i * day + timedelta(minutes=10),
+            )
+            for i, s in enumerate(statuses)
+        ]
+        + [run("etl", batch_id="dev", env="dev"), run("never", status="FAILED")]
+    ).result()
+    rows = {(p.pipeline, p.env): p for p in store.list_pipelines()}
+    etl = rows[("etl", "prod")]
+    assert etl.runs == 5
+    assert etl.last_run_id == "d4:etl" and etl.last_status == "FAILED"
+    assert etl.last_success_at == T0 + 2 * day + timedelta(minutes=10)
+    assert etl.consecutive_failures == 2
+    assert rows[("etl", "dev")].consecutive_failures == 0
+    never = rows[("never", "prod")]
+    assert never.last_success_at is None and never.consecutive_failures == 1
+    assert [p.env for p in store.list_pipelines(env="dev")] == ["dev"]
+
+
+def test_pipeline_history_newest_first(store: Store, writer: Writer) -> None:
+    writer.submit(
+        [
+            run(
+                "etl",
+                batch_id=f"d{i}",
+                started_at=T0 + timedelta(days=i),
+                ended_at=T0 + timedelta(days=i, minutes=1),
+            )
+            for i in range(5)
+        ]
+    ).result()
+    history = store.list_pipeline_runs("default", "etl", "prod", limit=3)
+    assert [r.batch_id for r in history] == ["d4", "d3", "d2"]
+
+
+def test_a_failing_plan_writes_nothing(store: Store) -> None:
+    def plan(existing: dict[str, RunRecord]) -> WritePlan:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        store.upsert_runs(["x"], plan)
+    assert store.count_runs() == 0
+
+
+def test_a_bad_request_fails_alone_in_a_group(store: Store, writer: Writer) -> None:
+    good = writer.submit([run("a")])
+    bad = writer.submit([run("b"), {"run_id": "unknown-run", "status": "SUCCESS"}])
+    assert good.result() == ["b1:a"]
+    with pytest.raises(InvalidInput, match=r"runs\[1\]\.pipeline: is required for a new run"):
+        bad.result()
+    assert store.count_runs() == 1
+    with pytest.raises(NotFound):
+        store.get_run("b1:b")
+
+
+def test_the_same_run_twice_in_one_request_merges_in_order(store: Store, writer: Writer) -> None:
+    writer.submit([run("a", status="RUNNING", ended_at=None), run("a", status="SUCCESS")]).result()
+    assert store.get_run("b1:a").status == "SUCCESS"
+    assert store.get_batch("default", "b1").total == 1
