@@ -6,7 +6,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    with_config,
+)
+from typing_extensions import TypedDict
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Label = Annotated[str, StringConstraints(max_length=1000)]
@@ -25,32 +34,32 @@ class Status(StrEnum):
 StatusName = Literal["PENDING", "RUNNING", "SUCCESS", "FAILED"]
 
 
-class RunIn(BaseModel):
-    """One run as a pipeline reports it. Every field but ``run_id`` and ``pipeline`` may be
-    left out; a later report about the same ``run_id`` fills in or updates fields."""
+@with_config(ConfigDict(extra="forbid"))
+class RunIn(TypedDict, total=False):
+    """One run as a pipeline reports it. Every field may be left out (or null) but a new
+    run needs ``pipeline``; a later report about the same ``run_id`` fills in or updates
+    fields. Validated as a TypedDict: plain dicts in, plain dicts out, fast on 10,000 runs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    run_id: Name | None = None
-    project: Name | None = None
-    pipeline: Name | None = Field(default=None, description="process / data contract name")
-    batch_id: Name | StrictInt | None = Field(default=None, description="process_queue_id")
-    env: Name | None = None
-    status: StatusName | None = None
-    started_at: AwareDatetime | None = None
-    ended_at: AwareDatetime | None = None
-    duration_s: NonNegative | None = None
-    rows_read: Count | None = None
-    rows_written: Count | None = None
-    rows_invalid: Count | None = None
-    rows_inserted: Count | None = None
-    rows_updated: Count | None = None
-    dq_errors: Count | None = None
-    read_throughput: NonNegative | None = None
-    write_throughput: NonNegative | None = None
-    custom_stats: dict[str, Any] | None = None
-    labels: dict[LabelKey, Label] | None = None
-    error_message: Annotated[str, StringConstraints(max_length=65_536)] | None = None
+    run_id: Annotated[Name | None, Field(description="idempotency key; generated if absent")]
+    project: Annotated[Name | None, Field(description="tenant / scope; default 'default'")]
+    pipeline: Annotated[Name | None, Field(description="process / data contract name")]
+    batch_id: Annotated[Name | StrictInt | None, Field(description="process_queue_id")]
+    env: Annotated[Name | None, Field(description="dev / test / prod or any name")]
+    status: StatusName | None
+    started_at: AwareDatetime | None
+    ended_at: AwareDatetime | None
+    duration_s: NonNegative | None
+    rows_read: Count | None
+    rows_written: Count | None
+    rows_invalid: Count | None
+    rows_inserted: Count | None
+    rows_updated: Count | None
+    dq_errors: Count | None
+    read_throughput: NonNegative | None
+    write_throughput: NonNegative | None
+    custom_stats: dict[str, Any] | None
+    labels: dict[LabelKey, Label] | None
+    error_message: Annotated[str, StringConstraints(max_length=65_536)] | None
 
 
 class RunOut(BaseModel):

@@ -158,27 +158,29 @@ def merge(existing: RunRecord | None, report: dict[str, Any], now: datetime) -> 
     """
     check_report(report)
     run_id = report["run_id"]
+    new_status: str | None = report.get("status")
     if existing is None:
-        base: dict[str, Any] = {"custom_stats": {}, "labels": {}}
+        # A new run: the report is all there is (the common case of bulk ingest).
+        base: dict[str, Any] = dict(report)
+        base["custom_stats"] = report.get("custom_stats") or {}
+        base["labels"] = report.get("labels") or {}
         old_status: str | None = None
     else:
         base = {name: getattr(existing, name) for name in PLAIN_FIELDS}
         for name in existing.derived:
             base[name] = None
-        base["custom_stats"] = existing.custom_stats
-        base["labels"] = existing.labels
         old_status = existing.status
-
-    new_status: str | None = report.get("status")
-    forward = old_status is None or new_status is None or RANK[new_status] >= RANK[old_status]
-    for name in PLAIN_FIELDS:
-        value = report.get(name)
-        if value is not None and (forward or base.get(name) is None):
-            base[name] = value
-    for name in ("custom_stats", "labels"):
-        incoming = report.get(name)
-        if incoming:
-            base[name] = {**base[name], **incoming} if forward else {**incoming, **base[name]}
+        forward = new_status is None or RANK[new_status] >= RANK[old_status]
+        for name in PLAIN_FIELDS:
+            value = report.get(name)
+            if value is not None and (forward or base[name] is None):
+                base[name] = value
+        for name in ("custom_stats", "labels"):
+            old, incoming = getattr(existing, name), report.get(name)
+            if incoming:
+                base[name] = {**old, **incoming} if forward else {**incoming, **old}
+            else:
+                base[name] = old
 
     derived = _derive(base)
     if new_status is None:

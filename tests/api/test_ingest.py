@@ -84,7 +84,7 @@ BAD: list[tuple[Any, str]] = [
     ({"pipeline": "a", "labels": {"team": 3}}, "run.labels.team: Input should be a valid string"),
     (
         {"pipeline": "a", "custom_stats": [1]},
-        "run.custom_stats: Input should be a valid dictionary",
+        "run.custom_stats: Input should be an object",
     ),
     (
         {"pipeline": "a", "started_at": "2026-11-20T02:00:00Z", "ended_at": "2026-11-20T01:00:00Z"},

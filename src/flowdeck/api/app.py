@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
 from starlette.responses import Response
 
 from flowdeck import __version__
@@ -95,7 +96,7 @@ def create_app(
                 routes=app.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            run_in = RunIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            run_in = TypeAdapter(RunIn).json_schema(ref_template="#/components/schemas/{model}")
             components.update(run_in.pop("$defs", {}))
             components["RunIn"] = run_in
             app.openapi_schema = schema

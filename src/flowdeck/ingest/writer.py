@@ -171,6 +171,7 @@ class Writer:
                     state.update(local)
                     accepted.append(request)
             keys: set[BatchKey] = {(r.project, r.batch_id) for r in state.values()}
+            moved = False
             for run_id, record in state.items():
                 old = existing.get(run_id)
                 if old is not None and (old.project, old.batch_id) != (
@@ -178,9 +179,10 @@ class Writer:
                     record.batch_id,
                 ):
                     keys.add((old.project, old.batch_id))
+                    moved = True
             planned.clear()
             planned.update(state)
-            return WritePlan(list(state.values()), keys)
+            return WritePlan(list(state.values()), keys, moved)
 
         run_ids = list(dict.fromkeys(r["run_id"] for q in group for r in q.reports))
         try:

@@ -90,6 +90,8 @@ class WritePlan:
 
     records: list[RunRecord]
     batch_keys: set[BatchKey]
+    # True when a run left a batch, which may now be empty and must go.
+    moved: bool = False
 
 
 class Store(abc.ABC):

@@ -270,7 +270,8 @@ class SqlStore(Store):
             now = max(r.updated_at for r in todo.records)
             self.stage_keys(cur, list(todo.batch_keys))
             self._q(cur, _REFRESH_BATCHES, {"now": now})
-            self._q(cur, _PRUNE_BATCHES)
+            if todo.moved:
+                self._q(cur, _PRUNE_BATCHES)
             self._q(cur, _SELECT_STAGED_BATCHES)
             return [batch_from_row(row) for row in cur.fetchall()]
 
