@@ -102,7 +102,7 @@ def parse_reports(body: bytes, max_runs: int) -> tuple[list[dict[str, Any]], Loc
     reports: list[dict[str, Any]] = []
     problems: list[FieldProblem] = []
     for i, item in enumerate(items):
-        report = {k: v for k, v in item.items() if v is not None}
+        report: dict[str, Any] = {k: v for k, v in item.items() if v is not None}
         if "run_id" not in report:
             report["run_id"] = str(uuid.uuid4())
         batch_id = report.get("batch_id")
