@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.api.conftest import as_json
-from tests.conftest import run
+from tests.conftest import reset_postgres, run
 from tests.servers import threaded_server
 
 Event = tuple[str, Any]
@@ -140,3 +140,29 @@ def test_disconnected_clients_are_let_go(base: str) -> None:
         time.sleep(0.1)
     assert httpx2.get(f"{base}/healthz").json()["stream_clients"] == 0
     assert httpx2.post(f"{base}/api/v1/runs", json=as_json(run("b"))).status_code == 200
+
+
+@pytest.mark.postgres
+def test_every_replica_streams_every_change(pg_server_url: str) -> None:
+    reset_postgres(pg_server_url)
+    with (
+        threaded_server(pg_server_url) as a,
+        threaded_server(pg_server_url) as b,
+        subscribed(f"{a}/api/v1/stream") as events,
+    ):
+        assert httpx2.post(f"{b}/api/v1/runs", json=as_json(run("x"))).status_code == 200
+        got = collect(events, time.monotonic() + 3, {"b1:x"})
+    assert {r["run_id"] for k, d in got if k == "run" for r in d["runs"]} == {"b1:x"}
+    assert [d["total"] for k, d in got if k == "batch"] == [1]
+
+
+def test_notify_payloads_stay_under_the_limit() -> None:
+    from flowdeck.pg_events import MAX_PAYLOAD, payloads
+
+    runs = tuple({"run_id": f"r{i}" * 5, "status": "SUCCESS"} for i in range(3000))
+    batches = tuple({"batch_id": f"b{i}", "total": i} for i in range(200))
+    messages = payloads(runs, batches)
+    decoded = [orjson.loads(m) for m in messages]
+    assert all(len(m.encode()) < MAX_PAYLOAD for m in messages)
+    assert sum(len(d["r"]) for d in decoded) == 500  # capped: clients reload for more
+    assert sum(len(d["b"]) for d in decoded) == 200

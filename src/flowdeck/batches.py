@@ -1,10 +1,13 @@
-"""Batch health as DESIGN.md defines it."""
+"""Batch health as DESIGN.md defines it, and a batch as the API and the stream show it."""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from flowdeck.models import Health
+
+if TYPE_CHECKING:
+    from flowdeck.store.base import BatchRow
 
 HEALTHY_SUCCESS_RATE: Final = 0.9
 DQ_WARNING_RATE: Final = 0.01
@@ -22,3 +25,42 @@ def health(total: int, succeeded: int, failed: int) -> Health:
     if failed == 0 and success_rate(total, succeeded) >= HEALTHY_SUCCESS_RATE:
         return Health.YELLOW
     return Health.RED
+
+
+def batch_out(row: BatchRow) -> dict[str, Any]:
+    return {
+        "project": row.project,
+        "batch_id": row.batch_id,
+        "env": row.env,
+        "started_at": row.started_at,
+        "ended_at": None if row.open else row.ended_at,
+        "total": row.total,
+        "succeeded": row.succeeded,
+        "failed": row.failed,
+        "running": row.running,
+        "pending": row.pending,
+        "success_rate": success_rate(row.total, row.succeeded),
+        "health": health(row.total, row.succeeded, row.failed).value,
+    }
+
+
+def batch_summary(row: BatchRow) -> dict[str, Any]:
+    out = batch_out(row)
+    ended = out["ended_at"]
+    out.update(
+        dq_errors=row.dq_errors,
+        dq_error_rate=row.dq_errors / row.rows_read if row.rows_read else None,
+        dq_warning_processes=row.dq_warning_processes,
+        rows={
+            "read": row.rows_read,
+            "written": row.rows_written,
+            "invalid": row.rows_invalid,
+            "inserted": row.rows_inserted,
+            "updated": row.rows_updated,
+        },
+        duration_s=(ended - row.started_at).total_seconds()
+        if ended is not None and row.started_at is not None
+        else None,
+        updated_at=row.updated_at,
+    )
+    return out

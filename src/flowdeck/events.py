@@ -41,16 +41,41 @@ class EventBus:
     def subscribers(self) -> int:
         return len(self._subs)
 
+    def start(self) -> None:
+        """Begin whatever the bus needs in the background (nothing, in-process)."""
+
+    def stop(self) -> None: ...
+
     def publish(
         self, runs: tuple[dict[str, Any], ...], batches: tuple[dict[str, Any], ...]
+    ) -> Change | None:
+        """Called from any thread once a commit is durable. In-process, the change goes
+        straight to the subscribers; a bus spanning replicas overrides this."""
+        return self.deliver(runs, batches)
+
+    def deliver(
+        self, runs: tuple[dict[str, Any], ...], batches: tuple[dict[str, Any], ...]
     ) -> Change:
-        """Called from any thread once a commit is durable."""
+        """Hand a change to this process's subscribers (thread-safe)."""
         with self._seq_lock:
             change = Change(next(self._seq), runs, batches)
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._fan_out, change)
         return change
+
+    def resync_all(self) -> None:
+        """Tell every subscriber to reload: changes may have been missed."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._mark_all)
+
+    def _mark_all(self) -> None:
+        for sub in self._subs:
+            sub.overflowed = True
+            if sub.queue.empty():
+                # Wake the client's loop so it sends the resync now.
+                sub.queue.put_nowait(Change(0, (), ()))
 
     def _fan_out(self, change: Change) -> None:
         for sub in self._subs:

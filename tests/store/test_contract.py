@@ -290,3 +290,19 @@ def test_the_same_run_twice_in_one_request_merges_in_order(store: Store, writer:
     writer.submit([run("a", status="RUNNING", ended_at=None), run("a", status="SUCCESS")]).result()
     assert store.get_run("b1:a").status == "SUCCESS"
     assert store.get_batch("default", "b1").total == 1
+
+
+def test_a_cancelled_request_is_dropped_and_the_writer_goes_on(store: Store) -> None:
+    writer = Writer(store)
+    writer._thread = object()  # type: ignore[assignment]  # accept submissions, not yet run
+    cancelled = writer.submit([run("gone")])
+    kept = writer.submit([run("kept")])
+    assert cancelled.cancel()
+    writer._thread = None
+    writer.start()
+    try:
+        assert kept.result(timeout=10) == ["b1:kept"]
+        assert writer.submit([run("after")]).result(timeout=10) == ["b1:after"]
+    finally:
+        writer.stop()
+    assert store.count_runs() == 2

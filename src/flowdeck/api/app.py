@@ -21,7 +21,7 @@ from flowdeck.events import EventBus
 from flowdeck.ingest.writer import Clock, Writer, utc_now
 from flowdeck.models import RunIn
 from flowdeck.settings import Settings
-from flowdeck.store import open_store
+from flowdeck.store import Store, open_store
 
 log = logging.getLogger("flowdeck")
 
@@ -32,6 +32,15 @@ DESCRIPTION = """
 flowdeck keeps the runs your pipelines report and answers the questions of the batch
 dashboard. Errors come as `{"message": ..., "detail": [{"loc", "msg", "type"}]}`.
 """
+
+
+def make_bus(store: Store) -> EventBus:
+    """In-process for DuckDB; across replicas (LISTEN/NOTIFY) for PostgreSQL."""
+    if store.backend == "postgresql":
+        from flowdeck.pg_events import PostgresEventBus
+
+        return PostgresEventBus(store.url)
+    return EventBus()
 
 
 def create_app(
@@ -47,8 +56,9 @@ def create_app(
         store = open_store(url)
         version = store.migrate()
         log.info("database %s (schema version %d)", url, version)
-        bus = EventBus()
+        bus = make_bus(store)
         bus.bind(asyncio.get_running_loop())
+        bus.start()
         writer = Writer(store, bus, max_group_runs=settings.max_group_runs, clock=clock)
         writer.start()
         svc = Services(settings=settings, store=store, writer=writer, bus=bus, clock=clock)
@@ -60,6 +70,7 @@ def create_app(
                 yield
         finally:
             await asyncio.to_thread(writer.stop)
+            await asyncio.to_thread(bus.stop)
             store.close()
 
     app = FastAPI(

@@ -14,7 +14,8 @@ from starlette.responses import Response
 from flowdeck.api.params import parse_time
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services, services
-from flowdeck.api.shapes import RUN_FIELDS, batch_out, batch_summary, run_out
+from flowdeck.api.shapes import RUN_FIELDS, run_out
+from flowdeck.batches import batch_out, batch_summary
 from flowdeck.errors import FieldProblem, InvalidInput, NotFound
 from flowdeck.models import BatchList, BatchSummaryOut, RunPage, Status
 from flowdeck.store import BatchQuery, BatchRow, RunQuery

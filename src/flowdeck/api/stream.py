@@ -28,7 +28,7 @@ MAX_RUNS_PER_EVENT = 500
 
 def sse(event: str, data: Any, seq: int | None = None) -> str:
     head = f"id: {seq}\n" if seq is not None else ""
-    return f"{head}event: {event}\ndata: {orjson.dumps(data).decode()}\n\n"
+    return f"{head}event: {event}\ndata: {orjson.dumps(data, option=orjson.OPT_UTC_Z).decode()}\n\n"
 
 
 def _wanted(item: dict[str, Any], project: str | None, batch_id: str | None) -> bool:
@@ -83,7 +83,9 @@ async def changes_stream(
                 changes.append(sub.queue.get_nowait())
             if sub.overflowed:
                 sub.overflowed = False
-                yield sse("resync", {"reason": "client fell behind; reload"}, changes[-1].seq)
+                yield sse(
+                    "resync", {"reason": "changes may have been missed; reload"}, changes[-1].seq
+                )
                 continue
             text = render(changes, project, batch_id)
             if text:

@@ -11,15 +11,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from flowdeck.batches import health, success_rate
+from flowdeck.batches import batch_out
 from flowdeck.errors import FieldProblem, FlowdeckError, InvalidInput, StoreUnavailable
 from flowdeck.events import EventBus
 from flowdeck.runs import RunProblem, RunRecord, merge
-from flowdeck.store import BatchRow, Store, WritePlan
+from flowdeck.store import Store, WritePlan
 from flowdeck.store.base import BatchKey
 
 log = logging.getLogger("flowdeck.writer")
@@ -46,16 +46,6 @@ class WriterStats:
     runs_written: int = 0
     requests: int = 0
     last_commit_seconds: float = 0.0
-
-
-def batch_event(row: BatchRow) -> dict[str, Any]:
-    data = asdict(row)
-    for key in ("started_at", "ended_at", "sort_at", "updated_at"):
-        value = data[key]
-        data[key] = value.isoformat() if value is not None else None
-    data["success_rate"] = success_rate(row.total, row.succeeded)
-    data["health"] = health(row.total, row.succeeded, row.failed).value
-    return data
 
 
 def run_event(record: RunRecord) -> dict[str, Any]:
@@ -142,7 +132,11 @@ class Writer:
                     break
                 group.append(nxt)
                 size += len(nxt.reports)
-            self._commit(group)
+            # A request whose caller gave up before we got to it is not written; the others
+            # can no longer be cancelled once marked running.
+            group = [r for r in group if r.future.set_running_or_notify_cancel()]
+            if group:
+                self._commit(group)
 
     def _commit(self, group: list[WriteRequest]) -> None:
         started = time.perf_counter()
@@ -218,5 +212,5 @@ class Writer:
         if self.bus is not None and written:
             self.bus.publish(
                 tuple(run_event(planned[i]) for i in dict.fromkeys(written)),
-                tuple(batch_event(b) for b in batches),
+                tuple(batch_out(b) for b in batches),
             )
