@@ -127,11 +127,11 @@ def main() -> None:
 def serve(
     db: str | None, host: str | None, port: int | None, data_dir: Path | None, log_level: str
 ) -> None:
-    """Serve the API and dashboard on your data."""
+    """Serve the API on your data."""
     _serve(_settings(db, host, port, data_dir), log_level)
 
 
-@main.command()
+@main.command(short_help="Serve a simulated estate with history and a live batch.")
 @db_option
 @host_option
 @port_option
