@@ -50,7 +50,8 @@ def pg_server_url() -> Iterator[str]:
 
 def reset_postgres(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS runs, batches, flowdeck_schema CASCADE")
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -159,3 +159,19 @@ def test_end_before_start_is_refused() -> None:
 )
 def test_batch_health(total: int, succeeded: int, failed: int, colour: Health) -> None:
     assert health(total, succeeded, failed) is colour
+
+
+def test_a_report_without_status_keeps_a_stated_status() -> None:
+    stated = first(status="SUCCESS", started_at=T0, ended_at=T0 + timedelta(minutes=1))
+    assert "status" not in stated.derived
+    later = merge(stated, {"run_id": "r", "env": "dev"}, NOW)  # no duration given: would be FAILED
+    assert later.status == "SUCCESS"
+
+
+def test_a_derived_status_is_derived_again() -> None:
+    started = first(started_at=T0)
+    assert (started.status, "status" in started.derived) == ("RUNNING", True)
+    done = merge(
+        started, {"run_id": "r", "ended_at": T0 + timedelta(minutes=1), "duration_s": 60.0}, NOW
+    )
+    assert done.status == "SUCCESS"

@@ -32,6 +32,7 @@ PLAIN_FIELDS: Final = (
     "error_message",
 )
 # Fields flowdeck computes when the reports leave them out; recomputed after every merge.
+# ("status" is marked derived too when no report stated it.)
 DERIVABLE: Final = (
     "duration_s",
     "read_throughput",
@@ -184,7 +185,12 @@ def merge(existing: RunRecord | None, report: dict[str, Any], now: datetime) -> 
 
     derived = _derive(base)
     if new_status is None:
-        new_status = derive_status(base, duration_provided="duration_s" not in derived)
+        if existing is not None and "status" not in existing.derived:
+            # A report without a status leaves a status someone stated as it is.
+            new_status = existing.status
+        else:
+            new_status = derive_status(base, duration_provided="duration_s" not in derived)
+            derived.add("status")
     if old_status is not None and RANK[new_status] < RANK[old_status]:
         new_status = old_status
 

@@ -306,3 +306,35 @@ def test_a_cancelled_request_is_dropped_and_the_writer_goes_on(store: Store) -> 
     finally:
         writer.stop()
     assert store.count_runs() == 2
+
+
+def test_pipeline_state_recounts_when_history_is_rewritten(store: Store, writer: Writer) -> None:
+    day = timedelta(days=1)
+    writer.submit(
+        [
+            run(
+                "etl",
+                batch_id=f"d{i}",
+                status=s,
+                started_at=T0 + i * day,
+                ended_at=T0 + i * day + timedelta(minutes=1),
+            )
+            for i, s in enumerate(["FAILED", "SUCCESS", "FAILED"])
+        ]
+    ).result()
+    (etl,) = store.list_pipelines()
+    assert (etl.consecutive_failures, etl.last_success_run_id) == (1, "d1:etl")
+    # The success is withdrawn (a rerun failed): only a recount can tell the new streak.
+    writer.submit([{"run_id": "d1:etl", "status": "FAILED"}]).result()
+    (etl,) = store.list_pipelines()
+    assert (etl.consecutive_failures, etl.last_success_at, etl.runs) == (3, None, 3)
+    # A late success from before any of them changes nothing of the streak.
+    writer.submit([run("etl", batch_id="old", started_at=T0 - day, ended_at=T0 - day)]).result()
+    (etl,) = store.list_pipelines()
+    assert (etl.consecutive_failures, etl.runs, etl.last_run_id) == (3, 4, "d2:etl")
+    # Every run moves to dev: the prod pipeline disappears, dev has them all.
+    writer.submit(
+        [{"run_id": i, "env": "dev"} for i in ("d0:etl", "d1:etl", "d2:etl", "old:etl")]
+    ).result()
+    (dev,) = store.list_pipelines()
+    assert (dev.env, dev.runs, dev.consecutive_failures) == ("dev", 4, 3)

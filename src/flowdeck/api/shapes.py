@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flowdeck.pipelines import PipelineState
 from flowdeck.runs import RunRecord
-from flowdeck.store import PipelineRow
 
 RUN_FIELDS = (
     "run_id",
@@ -39,7 +39,7 @@ def run_out(run: RunRecord) -> dict[str, Any]:
     return {name: getattr(run, name) for name in RUN_FIELDS}
 
 
-def pipeline_out(row: PipelineRow, now: datetime) -> dict[str, Any]:
+def pipeline_out(row: PipelineState, now: datetime) -> dict[str, Any]:
     return {
         "project": row.project,
         "pipeline": row.pipeline,

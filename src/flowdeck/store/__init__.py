@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flowdeck.errors import UnknownBackend
-from flowdeck.store.base import BatchQuery, BatchRow, PipelineRow, RunQuery, Store, WritePlan
+from flowdeck.store.base import BatchQuery, BatchRow, RunQuery, Store, WritePlan
 
 SCHEMES = ("duckdb://", "postgresql://", "postgres://", "postgresql+psycopg://")
 
@@ -33,7 +33,6 @@ def open_store(url: str) -> Store:
 __all__ = [
     "BatchQuery",
     "BatchRow",
-    "PipelineRow",
     "RunQuery",
     "Store",
     "WritePlan",

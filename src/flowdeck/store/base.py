@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from flowdeck.pipelines import PipelineState
 from flowdeck.runs import RunRecord
 
 BatchKey = tuple[str, str]  # (project, batch_id)
@@ -49,19 +50,6 @@ class BatchRow:
     @property
     def open(self) -> bool:
         return self.running + self.pending > 0
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineRow:
-    project: str
-    pipeline: str
-    env: str
-    runs: int
-    last_run_id: str
-    last_run_at: datetime
-    last_status: str
-    last_success_at: datetime | None
-    consecutive_failures: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +110,10 @@ class Store(abc.ABC):
         self, run_ids: Collection[str], plan: Callable[[dict[str, RunRecord]], WritePlan]
     ) -> list[BatchRow]:
         """In one transaction: read the stored runs among ``run_ids``, call ``plan`` with them
-        (keyed by run_id), upsert the records it returns and refresh the aggregates of its
-        batch keys. Returns the refreshed batches (a batch left without runs is removed).
-        Nothing is written when ``plan`` raises."""
+        (keyed by run_id), upsert the records it returns, refresh the aggregates of its batch
+        keys and bring the state of every pipeline it touched up to date. Returns the
+        refreshed batches (a batch left without runs is removed). Nothing is written when
+        ``plan`` raises."""
 
     # -- reads ---------------------------------------------------------------------------
     @abc.abstractmethod
@@ -154,7 +143,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_pipelines(
         self, project: str | None = None, env: str | None = None
-    ) -> list[PipelineRow]: ...
+    ) -> list[PipelineState]: ...
 
     @abc.abstractmethod
     def count_runs(self) -> int: ...

@@ -16,8 +16,9 @@ import duckdb
 import pyarrow as pa
 
 from flowdeck.errors import StoreUnavailable
+from flowdeck.pipelines import PipelineKey
 from flowdeck.store.base import BatchKey
-from flowdeck.store.sql import RUN_COLUMNS, Cursor, SqlStore
+from flowdeck.store.sql import PIPELINE_COLUMNS, RUN_COLUMNS, Cursor, SqlStore
 
 _TS = pa.timestamp("us", tz="UTC")
 _RUN_SCHEMA = pa.schema(
@@ -35,6 +36,30 @@ _RUN_SCHEMA = pa.schema(
         for name in RUN_COLUMNS
     ]
 )
+
+
+_PIPELINE_SCHEMA = pa.schema(
+    [
+        (
+            name,
+            _TS
+            if name.endswith(("_at", "_t"))
+            else pa.int64()
+            if name in ("runs", "consecutive_failures")
+            else pa.string(),
+        )
+        for name in PIPELINE_COLUMNS
+    ]
+)
+_STAGED = ("staged_runs", "staged_keys", "staged_ids", "staged_pkeys", "staged_pipelines")
+
+
+def _table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    return pa.Table.from_arrays(
+        [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)],
+        schema=schema,
+    )
 
 
 def path_from_url(url: str) -> str:
@@ -88,7 +113,7 @@ class DuckDBStore(SqlStore):
             cur.execute("ROLLBACK")
             raise
         finally:
-            for name in ("staged_runs", "staged_keys", "staged_ids"):
+            for name in _STAGED:
                 cur.unregister(name)
         try:
             cur.execute("COMMIT")
@@ -96,15 +121,18 @@ class DuckDBStore(SqlStore):
             raise StoreUnavailable(f"duckdb commit failed: {exc}") from exc
 
     def stage_runs(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
-        columns = list(zip(*rows, strict=True))
-        table = pa.Table.from_arrays(
-            [
-                pa.array(col, type=field.type)
-                for col, field in zip(columns, _RUN_SCHEMA, strict=True)
-            ],
-            schema=_RUN_SCHEMA,
+        self._register(cur, "staged_runs", _table(rows, _RUN_SCHEMA))
+
+    def stage_pipeline_keys(self, cur: Cursor, keys: list[PipelineKey]) -> None:
+        projects, pipelines, envs = zip(*keys, strict=True) if keys else ((), (), ())
+        table = pa.table(
+            {"project": list(projects), "pipeline": list(pipelines), "env": list(envs)},
+            schema=pa.schema([(n, pa.string()) for n in ("project", "pipeline", "env")]),
         )
-        self._register(cur, "staged_runs", table)
+        self._register(cur, "staged_pkeys", table)
+
+    def stage_pipelines(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        self._register(cur, "staged_pipelines", _table(rows, _PIPELINE_SCHEMA))
 
     def stage_keys(self, cur: Cursor, keys: list[BatchKey]) -> None:
         projects, batch_ids = zip(*keys, strict=True)

@@ -15,8 +15,9 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from flowdeck.errors import StoreUnavailable
+from flowdeck.pipelines import PipelineKey
 from flowdeck.store.base import BatchKey
-from flowdeck.store.sql import RUN_COLUMNS, Cursor, SqlStore
+from flowdeck.store.sql import PIPELINE_COLUMNS, PIPELINE_KEY, RUN_COLUMNS, Cursor, SqlStore
 
 _WRITE_LOCK = 0x666C6F77  # "flow": the advisory lock every replica's writer takes
 _SCHEMA_LOCK = 0x64656B63  # "deck"
@@ -88,23 +89,49 @@ class PostgresStore(SqlStore):
             "CREATE TEMP TABLE IF NOT EXISTS staged_ids (run_id TEXT NOT NULL) "
             "ON COMMIT DELETE ROWS"
         )
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS staged_pkeys (project TEXT NOT NULL, "
+            "pipeline TEXT NOT NULL, env TEXT NOT NULL) ON COMMIT DELETE ROWS"
+        )
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS staged_pipelines "
+            "(LIKE pipelines INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
         self._staging_ready = True
 
-    def _copy(self, cur: Cursor, table: str, columns: tuple[str, ...], rows: list[Any]) -> None:
+    def _copy(
+        self,
+        cur: Cursor,
+        table: str,
+        columns: tuple[str, ...],
+        rows: list[Any],
+        analyze: bool = False,
+    ) -> None:
         assert isinstance(cur, psycopg.Cursor)
         self._prepare_staging(cur)
+        cur.execute(f"DELETE FROM {table}")  # staged twice in one transaction: start empty
         with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        if analyze:
+            # Temporary tables have no statistics; without them the planner may join a few
+            # keys to millions of runs by scanning them all instead of using the index.
+            cur.execute(f"ANALYZE {table}")
 
     def stage_runs(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         self._copy(cur, "staged_runs", RUN_COLUMNS, rows)
 
     def stage_keys(self, cur: Cursor, keys: list[BatchKey]) -> None:
-        self._copy(cur, "staged_keys", ("project", "batch_id"), keys)
+        self._copy(cur, "staged_keys", ("project", "batch_id"), keys, analyze=True)
 
     def stage_ids(self, cur: Cursor, ids: list[str]) -> None:
-        self._copy(cur, "staged_ids", ("run_id",), [(i,) for i in ids])
+        self._copy(cur, "staged_ids", ("run_id",), [(i,) for i in ids], analyze=True)
+
+    def stage_pipeline_keys(self, cur: Cursor, keys: list[PipelineKey]) -> None:
+        self._copy(cur, "staged_pkeys", PIPELINE_KEY, keys, analyze=True)
+
+    def stage_pipelines(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        self._copy(cur, "staged_pipelines", PIPELINE_COLUMNS, rows)
 
     def close(self) -> None:
         self._pool.close()

@@ -30,10 +30,11 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
             error_message {text},
             derived {text} NOT NULL,
             created_at TIMESTAMPTZ NOT NULL,
-            updated_at TIMESTAMPTZ NOT NULL
+            updated_at TIMESTAMPTZ NOT NULL,
+            sort_at TIMESTAMPTZ NOT NULL
         )""",
         "CREATE INDEX runs_batch ON runs (project, batch_id)",
-        "CREATE INDEX runs_pipeline ON runs (project, pipeline, env)",
+        "CREATE INDEX runs_pipeline ON runs (project, pipeline, env, sort_at)",
         """CREATE TABLE batches (
             project {text} NOT NULL,
             batch_id {text} NOT NULL,
@@ -57,6 +58,20 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
             PRIMARY KEY (project, batch_id)
         )""",
         "CREATE INDEX batches_sort ON batches (sort_at)",
+        """CREATE TABLE pipelines (
+            project {text} NOT NULL,
+            pipeline {text} NOT NULL,
+            env {text} NOT NULL,
+            runs BIGINT NOT NULL,
+            last_run_id {text} NOT NULL,
+            last_run_at TIMESTAMPTZ NOT NULL,
+            last_status {text} NOT NULL,
+            last_success_run_id {text},
+            last_success_t TIMESTAMPTZ,
+            last_success_at TIMESTAMPTZ,
+            consecutive_failures BIGINT NOT NULL,
+            PRIMARY KEY (project, pipeline, env)
+        )""",
     ],
 }
 

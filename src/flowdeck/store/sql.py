@@ -13,13 +13,13 @@ from typing import Any, ClassVar, Final, Protocol
 import orjson
 
 from flowdeck.errors import NotFound, StoreUnavailable
+from flowdeck.pipelines import Change, NeedsRecount, PipelineKey, PipelineState, advance, key_of
 from flowdeck.runs import RunRecord
 from flowdeck.store import schema
 from flowdeck.store.base import (
     BatchKey,
     BatchQuery,
     BatchRow,
-    PipelineRow,
     RunQuery,
     Store,
     WritePlan,
@@ -49,13 +49,16 @@ RUN_COLUMNS: Final = (
     "derived",
     "created_at",
     "updated_at",
+    "sort_at",  # started_at, else created_at: the order of a pipeline's history
 )
 JSON_COLUMNS: Final = frozenset({"custom_stats", "labels"})
 BATCH_COLUMNS: Final = tuple(BatchRow.__dataclass_fields__)
+PIPELINE_COLUMNS: Final = tuple(PipelineState.__dataclass_fields__)
+PIPELINE_KEY: Final = ("project", "pipeline", "env")
 
 # Sort keys of the process list (the API's field names) and the SQL each sorts by.
 RUN_SORTS: Final[Mapping[str, str]] = {
-    **{c: c for c in RUN_COLUMNS if c not in JSON_COLUMNS | {"derived"}},
+    **{c: c for c in RUN_COLUMNS if c not in JSON_COLUMNS | {"derived", "sort_at"}},
     "dq_error_rate": "CASE WHEN rows_read > 0 THEN dq_errors * 1.0 / rows_read END",
 }
 
@@ -101,35 +104,52 @@ _SELECT_STAGED_BATCHES: Final = f"""
 SELECT {", ".join(f"b.{c}" for c in BATCH_COLUMNS)} FROM batches b
 JOIN staged_keys k ON b.project = k.project AND b.batch_id = k.batch_id
 """
-_PIPELINES: Final = """
-WITH r AS (
-    SELECT project, pipeline, env, run_id, status, ended_at,
-           coalesce(started_at, created_at) AS t
-    FROM runs {where}
-), s AS (
-    SELECT project, pipeline, env, count(*) AS runs,
-           max(CASE WHEN status = 'SUCCESS' THEN t END) AS success_t,
-           max(CASE WHEN status = 'SUCCESS' THEN coalesce(ended_at, t) END) AS success_at
-    FROM r GROUP BY project, pipeline, env
-), f AS (
-    SELECT r.project, r.pipeline, r.env,
-           count(*) FILTER (
-               WHERE r.status = 'FAILED' AND (s.success_t IS NULL OR r.t > s.success_t)
-           ) AS failures
-    FROM r JOIN s ON r.project = s.project AND r.pipeline = s.pipeline AND r.env = s.env
-    GROUP BY r.project, r.pipeline, r.env
-), l AS (
-    SELECT project, pipeline, env, run_id, status, t,
-           row_number() OVER (PARTITION BY project, pipeline, env ORDER BY t DESC, run_id DESC)
-               AS rn
-    FROM r
+_SAME_PIPELINE: Final = (
+    "{a}.project = {b}.project AND {a}.pipeline = {b}.pipeline AND {a}.env = {b}.env"
 )
-SELECT s.project, s.pipeline, s.env, s.runs, l.run_id, l.t, l.status, s.success_at, f.failures
+# The definition of a pipeline's state (pipelines.recount, in SQL), for the pipelines the
+# writer could not bring up to date incrementally.
+_RECOUNT_PIPELINES: Final = f"""
+WITH r AS (
+    SELECT r.project, r.pipeline, r.env, r.run_id, r.status, r.ended_at, r.sort_at AS t
+    FROM runs r JOIN staged_pkeys k ON {_SAME_PIPELINE.format(a="r", b="k")}
+), ranked AS (
+    SELECT r.*,
+           row_number() OVER (PARTITION BY project, pipeline, env ORDER BY t DESC, run_id DESC)
+               AS rn_all,
+           row_number() OVER (
+               PARTITION BY project, pipeline, env, status = 'SUCCESS'
+               ORDER BY t DESC, run_id DESC
+           ) AS rn_status
+    FROM r
+), l AS (SELECT * FROM ranked WHERE rn_all = 1),
+w AS (SELECT * FROM ranked WHERE status = 'SUCCESS' AND rn_status = 1),
+s AS (
+    SELECT r.project, r.pipeline, r.env, count(*) AS runs,
+           count(*) FILTER (WHERE r.status = 'FAILED' AND (w.t IS NULL OR r.t > w.t))
+               AS failures
+    FROM r LEFT JOIN w ON {_SAME_PIPELINE.format(a="w", b="r")}
+    GROUP BY r.project, r.pipeline, r.env
+)
+SELECT s.project, s.pipeline, s.env, s.runs, l.run_id, l.t, l.status,
+       w.run_id, w.t, coalesce(w.ended_at, w.t), s.failures
 FROM s
-JOIN f ON f.project = s.project AND f.pipeline = s.pipeline AND f.env = s.env
-JOIN l ON l.project = s.project AND l.pipeline = s.pipeline AND l.env = s.env AND l.rn = 1
-ORDER BY s.project, s.pipeline, s.env
+JOIN l ON {_SAME_PIPELINE.format(a="l", b="s")}
+LEFT JOIN w ON {_SAME_PIPELINE.format(a="w", b="s")}
 """
+_SELECT_STAGED_PIPELINES: Final = f"""
+SELECT {", ".join(f"p.{c}" for c in PIPELINE_COLUMNS)} FROM pipelines p
+JOIN staged_pkeys k ON {_SAME_PIPELINE.format(a="p", b="k")}
+"""
+_UPSERT_PIPELINES: Final = f"""
+INSERT INTO pipelines ({", ".join(PIPELINE_COLUMNS)})
+SELECT {", ".join(PIPELINE_COLUMNS)} FROM staged_pipelines
+ON CONFLICT (project, pipeline, env) DO UPDATE SET
+{", ".join(f"{c} = excluded.{c}" for c in PIPELINE_COLUMNS if c not in PIPELINE_KEY)}
+"""
+_DELETE_PIPELINE: Final = (
+    "DELETE FROM pipelines WHERE project = :project AND pipeline = :pipeline AND env = :env"
+)
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -166,6 +186,7 @@ def run_row(record: RunRecord) -> tuple[Any, ...]:
         ",".join(sorted(record.derived)),
         record.created_at,
         record.updated_at,
+        record.started_at or record.created_at,
     )
 
 
@@ -177,6 +198,7 @@ def _json(value: Any) -> Any:
 
 def record_from_row(row: Sequence[Any]) -> RunRecord:
     values = dict(zip(RUN_COLUMNS, row, strict=True))
+    del values["sort_at"]
     values["custom_stats"] = _json(values["custom_stats"])
     values["labels"] = _json(values["labels"])
     derived = values["derived"]
@@ -262,11 +284,11 @@ class SqlStore(Store):
                 )
                 existing = {row[0]: record_from_row(row) for row in cur.fetchall()}
             todo = plan(existing)
-            if todo.records:
-                self.stage_runs(cur, [run_row(r) for r in todo.records])
-                self._q(cur, _UPSERT_RUNS)
-            if not todo.batch_keys:
+            if not todo.records:
                 return []
+            self.stage_runs(cur, [run_row(r) for r in todo.records])
+            self._q(cur, _UPSERT_RUNS)
+            self._update_pipelines(cur, [(existing.get(r.run_id), r) for r in todo.records])
             now = max(r.updated_at for r in todo.records)
             self.stage_keys(cur, list(todo.batch_keys))
             self._q(cur, _REFRESH_BATCHES, {"now": now})
@@ -274,6 +296,40 @@ class SqlStore(Store):
                 self._q(cur, _PRUNE_BATCHES)
             self._q(cur, _SELECT_STAGED_BATCHES)
             return [batch_from_row(row) for row in cur.fetchall()]
+
+    def _update_pipelines(self, cur: Cursor, changes: list[Change]) -> None:
+        """Bring the state of every pipeline these changes touch up to date: incrementally
+        where that is exact, by a recount from the stored runs where it is not."""
+        touched: dict[PipelineKey, list[Change]] = {}
+        for old, new in changes:
+            touched.setdefault(key_of(new), []).append((old, new))
+            if old is not None and key_of(old) != key_of(new):
+                touched.setdefault(key_of(old), []).append((old, new))
+        self.stage_pipeline_keys(cur, list(touched))
+        self._q(cur, _SELECT_STAGED_PIPELINES)
+        current = {(row[0], row[1], row[2]): PipelineState(*row) for row in cur.fetchall()}
+        states: list[PipelineState] = []
+        recount: list[PipelineKey] = []
+        for key, mine in touched.items():
+            try:
+                states.append(advance(key, current.get(key), mine))
+            except NeedsRecount:
+                recount.append(key)
+        if recount:
+            self.stage_pipeline_keys(cur, recount)
+            self._q(cur, _RECOUNT_PIPELINES)
+            counted = {(row[0], row[1], row[2]): PipelineState(*row) for row in cur.fetchall()}
+            states.extend(counted.values())
+            for key in recount:
+                if key not in counted:  # its last run left it
+                    project, pipeline, env = key
+                    self._q(
+                        cur,
+                        _DELETE_PIPELINE,
+                        {"project": project, "pipeline": pipeline, "env": env},
+                    )
+        self.stage_pipelines(cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in states])
+        self._q(cur, _UPSERT_PIPELINES)
 
     # -- reads -------------------------------------------------------------------------
     def _select_runs(
@@ -295,7 +351,7 @@ class SqlStore(Store):
         return self._select_runs(
             "project = :project AND pipeline = :pipeline AND env = :env",
             {"project": project, "pipeline": pipeline, "env": env, "limit": limit},
-            "ORDER BY coalesce(started_at, created_at) DESC, run_id DESC LIMIT :limit",
+            "ORDER BY sort_at DESC, run_id DESC LIMIT :limit",
         )
 
     def _select_batches(
@@ -345,12 +401,17 @@ class SqlStore(Store):
 
     def list_pipelines(
         self, project: str | None = None, env: str | None = None
-    ) -> list[PipelineRow]:
+    ) -> list[PipelineState]:
         params = {n: v for n, v in (("project", project), ("env", env)) if v is not None}
         where = " AND ".join(f"{n} = :{n}" for n in params)
         with self.reader() as cur:
-            self._q(cur, _PIPELINES.format(where=f"WHERE {where}" if where else ""), params)
-            return [PipelineRow(*row) for row in cur.fetchall()]
+            self._q(
+                cur,
+                f"SELECT {', '.join(PIPELINE_COLUMNS)} FROM pipelines "
+                f"{'WHERE ' + where if where else ''} ORDER BY project, pipeline, env",
+                params,
+            )
+            return [PipelineState(*row) for row in cur.fetchall()]
 
     def count_runs(self) -> int:
         with self.reader() as cur:
@@ -385,3 +446,11 @@ class SqlStore(Store):
     @abc.abstractmethod
     def stage_ids(self, cur: Cursor, ids: list[str]) -> None:
         """Make ``ids`` readable as ``staged_ids`` (run_id)."""
+
+    @abc.abstractmethod
+    def stage_pipeline_keys(self, cur: Cursor, keys: list[PipelineKey]) -> None:
+        """Make ``keys`` readable as ``staged_pkeys`` (project, pipeline, env)."""
+
+    @abc.abstractmethod
+    def stage_pipelines(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Make ``rows`` readable as ``staged_pipelines`` (columns PIPELINE_COLUMNS)."""

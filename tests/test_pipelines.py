@@ -1,0 +1,83 @@
+"""The writer's incremental pipeline state always equals a recount from all the runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowdeck.pipelines import Change, NeedsRecount, PipelineKey, advance, key_of, recount
+from flowdeck.runs import RunProblem, RunRecord, merge
+from tests.conftest import T0
+
+times = st.sampled_from([T0 + timedelta(minutes=m) for m in (0, 5, 10, 15)])
+reports = st.fixed_dictionaries(
+    {"run_id": st.sampled_from([f"r{i}" for i in range(6)])},
+    optional={
+        "pipeline": st.sampled_from(["p1", "p2"]),
+        "env": st.sampled_from(["prod", "dev"]),
+        "status": st.sampled_from(["PENDING", "RUNNING", "SUCCESS", "FAILED"]),
+        "started_at": times,
+        "ended_at": st.sampled_from([T0 + timedelta(minutes=20), T0 + timedelta(minutes=30)]),
+    },
+)
+commits = st.lists(st.lists(reports, min_size=1, max_size=4), min_size=1, max_size=8)
+
+
+def replay(batches: list[list[dict[str, Any]]]) -> None:
+    stored: dict[str, RunRecord] = {}
+    states: dict[PipelineKey, Any] = {}
+    for number, batch in enumerate(batches):
+        now = T0 + timedelta(hours=number)
+        before: dict[str, RunRecord | None] = {}
+        after: dict[str, RunRecord] = {}
+        for report in batch:
+            report = {"pipeline": "p1", **report} if report["run_id"] not in stored else report
+            rid = report["run_id"]
+            try:
+                merged = merge(after.get(rid) or stored.get(rid), report, now)
+            except RunProblem:
+                continue
+            before.setdefault(rid, stored.get(rid))
+            after[rid] = merged
+        changes: list[Change] = [(before[rid], after[rid]) for rid in after]
+        stored.update(after)
+        keys = {key_of(n) for _, n in changes} | {key_of(o) for o, _ in changes if o}
+        for key in keys:
+            try:
+                states[key] = advance(key, states.get(key), changes)
+            except NeedsRecount:
+                states[key] = recount(key, stored.values())
+            assert states[key] == recount(key, stored.values()), (number, key)
+
+
+@settings(max_examples=400)
+@given(commits)
+def test_incremental_state_equals_a_recount(batches: list[list[dict[str, Any]]]) -> None:
+    replay(batches)
+
+
+def test_streak_and_last_success() -> None:
+    day = timedelta(days=1)
+    reports = [
+        {
+            "run_id": f"d{i}",
+            "pipeline": "etl",
+            "status": s,
+            "started_at": T0 + i * day,
+            "ended_at": T0 + i * day + timedelta(minutes=5),
+        }
+        for i, s in enumerate(["SUCCESS", "FAILED", "SUCCESS", "FAILED", "FAILED"])
+    ]
+    state = None
+    stored: list[RunRecord] = []
+    for report in reports:
+        record = merge(None, report, T0)
+        stored.append(record)
+        state = advance(("default", "etl", "default"), state, [(None, record)])
+    assert state is not None
+    assert (state.runs, state.last_run_id, state.consecutive_failures) == (5, "d4", 2)
+    assert state.last_success_at == T0 + 2 * day + timedelta(minutes=5)
+    assert state == recount(("default", "etl", "default"), stored)
