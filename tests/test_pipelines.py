@@ -8,7 +8,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowdeck.pipelines import Change, NeedsRecount, PipelineKey, advance, key_of, recount
+from flowdeck.pipelines import (
+    Change,
+    NeedsRecount,
+    PipelineKey,
+    advance,
+    key_of,
+    recount,
+    sort_time,
+)
 from flowdeck.runs import RunProblem, RunRecord, merge
 from tests.conftest import T0
 
@@ -45,9 +53,17 @@ def replay(batches: list[list[dict[str, Any]]]) -> None:
         changes: list[Change] = [(before[rid], after[rid]) for rid in after]
         stored.update(after)
         keys = {key_of(n) for _, n in changes} | {key_of(o) for o, _ in changes if o}
+
+        def failures_after(key: PipelineKey, t: Any) -> int:
+            return sum(
+                1
+                for r in stored.values()
+                if key_of(r) == key and r.status == "FAILED" and sort_time(r) > t
+            )
+
         for key in keys:
             try:
-                states[key] = advance(key, states.get(key), changes)
+                states[key] = advance(key, states.get(key), changes, failures_after)
             except NeedsRecount:
                 states[key] = recount(key, stored.values())
             assert states[key] == recount(key, stored.values()), (number, key)
@@ -57,6 +73,10 @@ def replay(batches: list[list[dict[str, Any]]]) -> None:
 @given(commits)
 def test_incremental_state_equals_a_recount(batches: list[list[dict[str, Any]]]) -> None:
     replay(batches)
+
+
+def no_count(key: PipelineKey, t: Any) -> int:
+    raise AssertionError("in-order runs never need a count")
 
 
 def test_streak_and_last_success() -> None:
@@ -76,7 +96,7 @@ def test_streak_and_last_success() -> None:
     for report in reports:
         record = merge(None, report, T0)
         stored.append(record)
-        state = advance(("default", "etl", "default"), state, [(None, record)])
+        state = advance(("default", "etl", "default"), state, [(None, record)], no_count)
     assert state is not None
     assert (state.runs, state.last_run_id, state.consecutive_failures) == (5, "d4", 2)
     assert state.last_success_at == T0 + 2 * day + timedelta(minutes=5)

@@ -6,7 +6,7 @@ stored runs instead. ``recount`` is the definition; ``advance`` must always agre
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -75,11 +75,19 @@ class NeedsRecount(Exception):
     """Only the stored runs can tell this pipeline's state after the change."""
 
 
+FailuresAfter = Callable[[PipelineKey, datetime], int]
+
+
 def advance(
-    key: PipelineKey, state: PipelineState | None, changes: Sequence[Change]
+    key: PipelineKey,
+    state: PipelineState | None,
+    changes: Sequence[Change],
+    failures_after: FailuresAfter,
 ) -> PipelineState:
     """The state after ``changes`` from the state before; raises NeedsRecount where only
-    the stored runs can tell."""
+    the stored runs can tell. ``failures_after(key, t)`` counts the stored failed runs that
+    started after ``t`` (the changes included): needed when a success arrives while a run
+    that started after it is already stored."""
     news: list[RunRecord] = []
     was: dict[str, RunRecord] = {}
     added = 0
@@ -121,8 +129,10 @@ def advance(
         success_at = best.ended_at or since
         if moved_on:
             if state is not None and state.last_run_at > since:
-                raise NeedsRecount  # stored runs after this success may have failed
-            failures = sum(1 for n in news if n.status == FAILED and sort_time(n) > since)
+                # Runs stored earlier started after this success: count their failures.
+                failures = failures_after(key, since)
+            else:
+                failures = sum(1 for n in news if n.status == FAILED and sort_time(n) > since)
             return _state(
                 key,
                 state,

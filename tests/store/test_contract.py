@@ -338,3 +338,18 @@ def test_pipeline_state_recounts_when_history_is_rewritten(store: Store, writer:
     ).result()
     (dev,) = store.list_pipelines()
     assert (dev.env, dev.runs, dev.consecutive_failures) == ("dev", 4, 3)
+
+
+def test_a_success_reported_after_a_later_failure(store: Store, writer: Writer) -> None:
+    # Runs report when they end: the later run's failure is stored before the earlier
+    # run's success, and only the stored failures can tell the streak.
+    writer.submit(
+        [run("etl", batch_id="late", status="FAILED", started_at=T0 + timedelta(minutes=10))]
+    ).result()
+    writer.submit([run("etl", batch_id="early", started_at=T0)]).result()
+    (etl,) = store.list_pipelines()
+    assert (etl.last_run_id, etl.last_success_run_id, etl.consecutive_failures) == (
+        "late:etl",
+        "early:etl",
+        1,
+    )

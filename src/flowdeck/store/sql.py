@@ -8,6 +8,7 @@ import abc
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, ClassVar, Final, Protocol
 
 import orjson
@@ -147,6 +148,10 @@ SELECT {", ".join(PIPELINE_COLUMNS)} FROM staged_pipelines
 ON CONFLICT (project, pipeline, env) DO UPDATE SET
 {", ".join(f"{c} = excluded.{c}" for c in PIPELINE_COLUMNS if c not in PIPELINE_KEY)}
 """
+_FAILURES_AFTER: Final = """
+SELECT count(*) FROM runs WHERE project = :project AND pipeline = :pipeline AND env = :env
+AND sort_at > :since AND status = 'FAILED'
+"""
 _DELETE_PIPELINE: Final = (
     "DELETE FROM pipelines WHERE project = :project AND pipeline = :pipeline AND env = :env"
 )
@@ -257,7 +262,7 @@ class SqlStore(Store):
 
     def _version(self, cur: Cursor) -> int:
         self._q(cur, "SELECT coalesce(max(version), 0) FROM flowdeck_schema")
-        return int(cur.fetchone()[0])
+        return int(cur.fetchall()[0][0])
 
     def schema_version(self) -> int:
         with self.reader() as cur:
@@ -266,7 +271,7 @@ class SqlStore(Store):
     def ping(self) -> None:
         with self.reader() as cur:
             self._q(cur, "SELECT 1")
-            cur.fetchone()
+            cur.fetchall()
 
     # -- writes ------------------------------------------------------------------------
     def upsert_runs(
@@ -310,9 +315,19 @@ class SqlStore(Store):
         current = {(row[0], row[1], row[2]): PipelineState(*row) for row in cur.fetchall()}
         states: list[PipelineState] = []
         recount: list[PipelineKey] = []
+
+        def failures_after(key: PipelineKey, since: datetime) -> int:
+            project, pipeline, env = key
+            self._q(
+                cur,
+                _FAILURES_AFTER,
+                {"project": project, "pipeline": pipeline, "env": env, "since": since},
+            )
+            return int(cur.fetchall()[0][0])
+
         for key, mine in touched.items():
             try:
-                states.append(advance(key, current.get(key), mine))
+                states.append(advance(key, current.get(key), mine, failures_after))
             except NeedsRecount:
                 recount.append(key)
         if recount:
@@ -391,7 +406,7 @@ class SqlStore(Store):
             params.update(zip(names, query.statuses, strict=True))
         with self.reader() as cur:
             self._q(cur, f"SELECT count(*) FROM runs WHERE {where}", params)
-            total = int(cur.fetchone()[0])
+            total = int(cur.fetchall()[0][0])
         order = "DESC" if query.order == "desc" else "ASC"
         tail = f"ORDER BY {RUN_SORTS[query.sort]} {order} NULLS LAST, run_id {order}"
         if query.limit is not None:
@@ -416,7 +431,7 @@ class SqlStore(Store):
     def count_runs(self) -> int:
         with self.reader() as cur:
             self._q(cur, "SELECT count(*) FROM runs")
-            return int(cur.fetchone()[0])
+            return int(cur.fetchall()[0][0])
 
     # -- backend hooks -----------------------------------------------------------------
     driver_errors: ClassVar[tuple[type[BaseException], ...]]
