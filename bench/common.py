@@ -753,3 +753,30 @@ def print_breakdown(report: Report, timer: StageTimer, n_runs: int, elapsed: flo
     inner["writer: rest of _commit (run_row, events, ...)"] = commit_total - accounted
     for name, seconds in sorted(inner.items(), key=lambda kv: -kv[1]):
         report.line(name, f"{seconds / n_runs * 1e6:8.1f} µs/run  {seconds / elapsed:6.1%}")
+
+
+async def post_bodies(
+    base: str, bodies: Sequence[bytes], connections: int
+) -> tuple[float, list[float]]:
+    """POST every body to /api/v1/runs once over ``connections`` keep-alive connections;
+    returns (seconds, latency of each request)."""
+    host, port = host_port(base)
+    conns = [await RawConnection(host, port).connect() for _ in range(connections)]
+    requests = [conns[0].build("POST", "/api/v1/runs", body) for body in bodies]
+    latencies: list[float] = []
+    pending = iter(requests)
+
+    async def worker(conn: RawConnection) -> None:
+        for request in pending:
+            t0 = time.perf_counter()
+            status, answer = await conn.send(request)
+            latencies.append(time.perf_counter() - t0)
+            if status != 200:
+                raise RuntimeError(f"POST /api/v1/runs answered {status}: {answer[:300]!r}")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - t0
+    for conn in conns:
+        await conn.close()
+    return elapsed, latencies

@@ -30,7 +30,6 @@ import orjson
 
 from common import (
     MachineLoad,
-    RawConnection,
     Report,
     Server,
     StageTimer,
@@ -42,7 +41,6 @@ from common import (
     duckdb_path,
     environment_banner,
     fmt_rate,
-    host_port,
     instrument_store,
     latency_summary,
     make_runs,
@@ -51,6 +49,7 @@ from common import (
     open_sql_store,
     pg_create_database,
     pg_drop_database,
+    post_bodies,
     print_breakdown,
     scratch_database,
     stored_rows,
@@ -59,32 +58,6 @@ from flowdeck.store.sql import RUN_COLUMNS
 
 
 # -- through the API ---------------------------------------------------------------------------
-async def post_all(
-    base: str, bodies: Sequence[bytes], concurrency: int
-) -> tuple[float, list[float]]:
-    """Send every body once over ``concurrency`` keep-alive connections; (seconds, latencies)."""
-    host, port = host_port(base)
-    conns = [await RawConnection(host, port).connect() for _ in range(concurrency)]
-    requests = [conns[0].build("POST", "/api/v1/runs", body) for body in bodies]
-    latencies: list[float] = []
-    pending = iter(requests)
-
-    async def worker(conn: RawConnection) -> None:
-        for request in pending:
-            t0 = time.perf_counter()
-            status, answer = await conn.send(request)
-            latencies.append(time.perf_counter() - t0)
-            if status != 200:
-                raise RuntimeError(f"POST /api/v1/runs answered {status}: {answer[:500]!r}")
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in conns))
-    elapsed = time.perf_counter() - t0
-    for conn in conns:
-        await conn.close()
-    return elapsed, latencies
-
-
 def api_run(
     backend: str,
     admin: str,
@@ -95,10 +68,10 @@ def api_run(
     report: Report,
 ) -> float:
     with scratch_database(backend, admin, "bulk") as url, Server(url) as server:
-        asyncio.run(post_all(server.base, [warmup], 1))
+        asyncio.run(post_bodies(server.base, [warmup], 1))
         h0, cpu0 = server.health(), server.cpu_seconds()
         with Stopwatch() as client, MachineLoad() as machine:
-            elapsed, latencies = asyncio.run(post_all(server.base, bodies, concurrency))
+            elapsed, latencies = asyncio.run(post_bodies(server.base, bodies, concurrency))
         h1, cpu1 = server.health(), server.cpu_seconds()
         rate = n_runs / elapsed
         lat = latency_summary(latencies)

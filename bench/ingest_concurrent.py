@@ -28,7 +28,6 @@ import orjson
 
 from common import (
     MachineLoad,
-    RawConnection,
     Report,
     Server,
     StageTimer,
@@ -38,7 +37,6 @@ from common import (
     duckdb_path,
     environment_banner,
     fmt_rate,
-    host_port,
     instrument_store,
     latency_summary,
     make_runs,
@@ -48,35 +46,13 @@ from common import (
     percentile,
     pg_create_database,
     pg_drop_database,
+    post_bodies,
     print_breakdown,
     scratch_database,
     stored_rows,
     validate,
 )
 from flowdeck.store.sql import RUN_COLUMNS
-
-
-async def load_raw(base: str, bodies: Sequence[bytes], clients: int) -> tuple[float, list[float]]:
-    host, port = host_port(base)
-    conns = [await RawConnection(host, port).connect() for _ in range(clients)]
-    requests = [conns[0].build("POST", "/api/v1/runs", body) for body in bodies]
-    latencies: list[float] = []
-    pending = iter(requests)
-
-    async def worker(conn: RawConnection) -> None:
-        for request in pending:
-            t0 = time.perf_counter()
-            status, answer = await conn.send(request)
-            latencies.append(time.perf_counter() - t0)
-            if status != 200:
-                raise RuntimeError(f"POST /api/v1/runs answered {status}: {answer[:300]!r}")
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in conns))
-    elapsed = time.perf_counter() - t0
-    for conn in conns:
-        await conn.close()
-    return elapsed, latencies
 
 
 async def load_httpx2(
@@ -278,7 +254,7 @@ def main() -> None:
     runs = make_runs(n_runs, processes_per_batch=500)
     bodies = [orjson.dumps(run) for run in runs]
     warmup = [orjson.dumps(r) for r in make_runs(warm, prefix="warmup", first_batch=1)]
-    load = load_raw if args.client == "raw" else load_httpx2
+    load = post_bodies if args.client == "raw" else load_httpx2
 
     report = Report(f"single-run POSTs, {args.clients} concurrent clients ({args.db})")
     with scratch_database(args.db, args.pg_admin, "conc") as url, Server(url) as server:

@@ -62,7 +62,7 @@ from common import (
     print_breakdown,
     validate,
 )
-from flowdeck.store.sql import BATCH_COLUMNS, RUN_COLUMNS
+from flowdeck.store.sql import BATCH_COLUMNS, RUN_COLUMNS, batch_aggregates_sql
 
 BIG_BATCH = 10_000
 ENV_SIZES = {"prod": 4_000, "uat": 1_500, "test": 1_500, "dev": 1_000}
@@ -240,21 +240,8 @@ def pipelines_recount_sql() -> str | None:
     return f"INSERT INTO pipelines ({', '.join(columns)})\n{recount}"
 
 
-_COUNTS = {"succeeded": "SUCCESS", "failed": "FAILED", "running": "RUNNING", "pending": "PENDING"}
-_SUMS = ("rows_read", "rows_written", "rows_invalid", "rows_inserted", "rows_updated")
-# The writer's refresh (store/sql.py _REFRESH_BATCHES) over every batch at once.
-AGGREGATE_BATCHES = f"""
-INSERT INTO batches ({", ".join(BATCH_COLUMNS)})
-SELECT r.project, r.batch_id, min(r.env), min(r.started_at),
-       max(r.ended_at), coalesce(min(r.started_at), min(r.created_at)), count(*),
-       {", ".join(f"count(*) FILTER (WHERE r.status = '{s}')" for s in _COUNTS.values())},
-       {", ".join(f"coalesce(sum(r.{c}), 0)" for c in _SUMS)},
-       coalesce(sum(r.dq_errors), 0),
-       count(*) FILTER (WHERE r.dq_errors > 0.01 * coalesce(r.rows_read, 0)),
-       max(r.updated_at)
-FROM runs r
-GROUP BY r.project, r.batch_id
-"""
+# The writer's own aggregate definition (store/sql.py), over every batch at once.
+AGGREGATE_BATCHES = batch_aggregates_sql("runs r", "max(r.updated_at)")
 
 
 def _chunks_of(defs: Sequence[BatchDef], rows_per_chunk: int) -> list[tuple[int, int]]:

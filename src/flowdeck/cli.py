@@ -48,9 +48,6 @@ def _serve(
         "(API under /api/v1, OpenAPI at /openapi.json)",
         err=True,
     )
-    # The writer thread and the event loop share the GIL; a short switch interval keeps a
-    # commit from waiting up to 5 ms for it after every database round trip.
-    sys.setswitchinterval(0.0005)
     app = create_app(settings, companions=companions, database_file=database_file)
     try:
         uvicorn.run(

@@ -80,7 +80,12 @@ _COUNTS: Final = {
     "pending": "PENDING",
 }
 _SUMS: Final = ("rows_read", "rows_written", "rows_invalid", "rows_inserted", "rows_updated")
-_REFRESH_BATCHES: Final = f"""
+
+
+def batch_aggregates_sql(source: str, updated_at: str) -> str:
+    """INSERT INTO batches the aggregates of the runs in ``source`` (a FROM clause naming
+    the runs ``r``): the one definition of a batch's numbers."""
+    return f"""
 INSERT INTO batches ({_BATCH_SELECT})
 SELECT r.project, r.batch_id, min(r.env), min(r.started_at),
        max(r.ended_at), coalesce(min(r.started_at), min(r.created_at)), count(*),
@@ -88,12 +93,27 @@ SELECT r.project, r.batch_id, min(r.env), min(r.started_at),
        {", ".join(f"coalesce(sum(r.{c}), 0)" for c in _SUMS)},
        coalesce(sum(r.dq_errors), 0),
        count(*) FILTER (WHERE r.dq_errors > 0.01 * coalesce(r.rows_read, 0)),
-       :now
-FROM runs r JOIN staged_keys k ON r.project = k.project AND r.batch_id = k.batch_id
+       {updated_at}
+FROM {source}
 GROUP BY r.project, r.batch_id
-ON CONFLICT (project, batch_id) DO UPDATE SET
-{", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c not in ("project", "batch_id"))}
 """
+
+
+_UPSERT_BATCH_TAIL: Final = "ON CONFLICT (project, batch_id) DO UPDATE SET\n" + ", ".join(
+    f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c not in ("project", "batch_id")
+)
+_REFRESH_BATCHES: Final = (
+    batch_aggregates_sql(
+        "runs r JOIN staged_keys k ON r.project = k.project AND r.batch_id = k.batch_id", ":now"
+    )
+    + _UPSERT_BATCH_TAIL
+)
+_REFRESH_ONE_BATCH: Final = (
+    batch_aggregates_sql("runs r WHERE r.project = :p AND r.batch_id = :b", ":now")
+    + _UPSERT_BATCH_TAIL
+)
+# Commits touching at most this many batches refresh them one by one (see upsert_runs).
+FEW_BATCHES: Final = 4
 _PRUNE_BATCHES: Final = """
 DELETE FROM batches WHERE EXISTS (
     SELECT 1 FROM staged_keys k WHERE k.project = batches.project AND k.batch_id = batches.batch_id
@@ -295,8 +315,16 @@ class SqlStore(Store):
             self._q(cur, _UPSERT_RUNS)
             self._update_pipelines(cur, [(existing.get(r.run_id), r) for r in todo.records])
             now = max(r.updated_at for r in todo.records)
-            self.stage_keys(cur, list(todo.batch_keys))
-            self._q(cur, _REFRESH_BATCHES, {"now": now})
+            keys = list(todo.batch_keys)
+            if len(keys) <= FEW_BATCHES:
+                # Named one by one, each batch's runs come through the (project, batch_id)
+                # index; a join to staged keys would make DuckDB scan every stored run.
+                for project, batch_id in keys:
+                    self._q(cur, _REFRESH_ONE_BATCH, {"p": project, "b": batch_id, "now": now})
+            else:
+                self.stage_keys(cur, keys)
+                self._q(cur, _REFRESH_BATCHES, {"now": now})
+            self.stage_keys(cur, keys)
             if todo.moved:
                 self._q(cur, _PRUNE_BATCHES)
             self._q(cur, _SELECT_STAGED_BATCHES)
