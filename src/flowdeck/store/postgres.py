@@ -48,6 +48,8 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
         self._staging_ready = False
+        # Staging tables filled in the current transaction (they empty at commit).
+        self._staged: set[str] = set()
 
     @contextmanager
     def reader(self) -> Iterator[Cursor]:
@@ -62,6 +64,7 @@ class PostgresStore(SqlStore):
         if self._writer.closed or self._writer.broken:
             self._writer = psycopg.connect(self._writer.info.dsn, options="-c timezone=UTC")
             self._staging_ready = False
+        self._staged.clear()
         try:
             with self._writer.transaction(), self._writer.cursor() as cur:
                 yield cur
@@ -109,7 +112,9 @@ class PostgresStore(SqlStore):
     ) -> None:
         assert isinstance(cur, psycopg.Cursor)
         self._prepare_staging(cur)
-        cur.execute(f"DELETE FROM {table}")  # staged twice in one transaction: start empty
+        if table in self._staged:
+            cur.execute(f"DELETE FROM {table}")  # staged twice in one transaction
+        self._staged.add(table)
         with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
