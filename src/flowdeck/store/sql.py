@@ -111,6 +111,7 @@ _REFRESH_BATCHES: Final = (
 _REFRESH_ONE_BATCH: Final = (
     batch_aggregates_sql("runs r WHERE r.project = :p AND r.batch_id = :b", ":now")
     + _UPSERT_BATCH_TAIL
+    + f"\nRETURNING {_BATCH_SELECT}"
 )
 # Commits touching at most this many batches refresh them one by one (see upsert_runs).
 FEW_BATCHES: Final = 4
@@ -316,15 +317,18 @@ class SqlStore(Store):
             self._update_pipelines(cur, [(existing.get(r.run_id), r) for r in todo.records])
             now = max(r.updated_at for r in todo.records)
             keys = list(todo.batch_keys)
-            if len(keys) <= FEW_BATCHES:
+            if len(keys) <= FEW_BATCHES and not todo.moved:
                 # Named one by one, each batch's runs come through the (project, batch_id)
-                # index; a join to staged keys would make DuckDB scan every stored run.
+                # index (a join to staged keys would make DuckDB scan every stored run), and
+                # the refreshed row comes back with the same statement.
+                refreshed: list[BatchRow] = []
                 for project, batch_id in keys:
-                    self._q(cur, _REFRESH_ONE_BATCH, {"p": project, "b": batch_id, "now": now})
-            else:
-                self.stage_keys(cur, keys)
-                self._q(cur, _REFRESH_BATCHES, {"now": now})
+                    params = {"p": project, "b": batch_id, "now": now}
+                    self._q(cur, _REFRESH_ONE_BATCH, params)
+                    refreshed.extend(batch_from_row(row) for row in cur.fetchall())
+                return refreshed
             self.stage_keys(cur, keys)
+            self._q(cur, _REFRESH_BATCHES, {"now": now})
             if todo.moved:
                 self._q(cur, _PRUNE_BATCHES)
             self._q(cur, _SELECT_STAGED_BATCHES)
