@@ -54,6 +54,10 @@ _PIPELINE_SCHEMA = pa.schema(
 _STAGED = ("staged_runs", "staged_keys", "staged_ids", "staged_pkeys", "staged_pipelines")
 
 
+def _texts(*names: str) -> pa.Schema:
+    return pa.schema([(name, pa.string()) for name in names])
+
+
 def _table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
     return pa.Table.from_arrays(
@@ -124,23 +128,16 @@ class DuckDBStore(SqlStore):
         self._register(cur, "staged_runs", _table(rows, _RUN_SCHEMA))
 
     def stage_pipeline_keys(self, cur: Cursor, keys: list[PipelineKey]) -> None:
-        projects, pipelines, envs = zip(*keys, strict=True) if keys else ((), (), ())
-        table = pa.table(
-            {"project": list(projects), "pipeline": list(pipelines), "env": list(envs)},
-            schema=pa.schema([(n, pa.string()) for n in ("project", "pipeline", "env")]),
-        )
-        self._register(cur, "staged_pkeys", table)
+        self._register(cur, "staged_pkeys", _table(keys, _texts("project", "pipeline", "env")))
 
     def stage_pipelines(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         self._register(cur, "staged_pipelines", _table(rows, _PIPELINE_SCHEMA))
 
     def stage_keys(self, cur: Cursor, keys: list[BatchKey]) -> None:
-        projects, batch_ids = zip(*keys, strict=True)
-        table = pa.table({"project": list(projects), "batch_id": list(batch_ids)})
-        self._register(cur, "staged_keys", table)
+        self._register(cur, "staged_keys", _table(keys, _texts("project", "batch_id")))
 
     def stage_ids(self, cur: Cursor, ids: list[str]) -> None:
-        self._register(cur, "staged_ids", pa.table({"run_id": ids}))
+        self._register(cur, "staged_ids", _table([(i,) for i in ids], _texts("run_id")))
 
     @staticmethod
     def _register(cur: Cursor, name: str, table: pa.Table) -> None:

@@ -14,7 +14,15 @@ from typing import Any, ClassVar, Final, Protocol
 import orjson
 
 from flowdeck.errors import NotFound, StoreUnavailable
-from flowdeck.pipelines import Change, NeedsRecount, PipelineKey, PipelineState, advance, key_of
+from flowdeck.pipelines import (
+    Change,
+    NeedsRecount,
+    PipelineKey,
+    PipelineState,
+    advance,
+    key_of,
+    sort_time,
+)
 from flowdeck.runs import RunRecord
 from flowdeck.store import schema
 from flowdeck.store.base import (
@@ -212,7 +220,7 @@ def run_row(record: RunRecord) -> tuple[Any, ...]:
         ",".join(sorted(record.derived)),
         record.created_at,
         record.updated_at,
-        record.started_at or record.created_at,
+        sort_time(record),
     )
 
 
@@ -344,7 +352,7 @@ class SqlStore(Store):
                 touched.setdefault(key_of(old), []).append((old, new))
         self.stage_pipeline_keys(cur, list(touched))
         self._q(cur, _SELECT_STAGED_PIPELINES)
-        current = {(row[0], row[1], row[2]): PipelineState(*row) for row in cur.fetchall()}
+        current = {s.key: s for s in (PipelineState(*row) for row in cur.fetchall())}
         states: list[PipelineState] = []
         recount: list[PipelineKey] = []
 
@@ -365,7 +373,7 @@ class SqlStore(Store):
         if recount:
             self.stage_pipeline_keys(cur, recount)
             self._q(cur, _RECOUNT_PIPELINES)
-            counted = {(row[0], row[1], row[2]): PipelineState(*row) for row in cur.fetchall()}
+            counted = {s.key: s for s in (PipelineState(*row) for row in cur.fetchall())}
             states.extend(counted.values())
             for key in recount:
                 if key not in counted:  # its last run left it
