@@ -18,7 +18,8 @@ import pyarrow as pa
 from flowdeck.errors import StoreUnavailable
 from flowdeck.pipelines import PipelineKey
 from flowdeck.store.base import BatchKey
-from flowdeck.store.sql import PIPELINE_COLUMNS, RUN_COLUMNS, Cursor, SqlStore
+from flowdeck.store.cache import WriteCache
+from flowdeck.store.sql import BATCH_COLUMNS, PIPELINE_COLUMNS, RUN_COLUMNS, Cursor, SqlStore
 
 _TS = pa.timestamp("us", tz="UTC")
 _RUN_SCHEMA = pa.schema(
@@ -51,7 +52,27 @@ _PIPELINE_SCHEMA = pa.schema(
         for name in PIPELINE_COLUMNS
     ]
 )
-_STAGED = ("staged_runs", "staged_keys", "staged_ids", "staged_pkeys", "staged_pipelines")
+_BATCH_SCHEMA = pa.schema(
+    [
+        (
+            name,
+            _TS
+            if name.endswith("_at")
+            else pa.string()
+            if name in ("project", "batch_id", "env")
+            else pa.int64(),
+        )
+        for name in BATCH_COLUMNS
+    ]
+)
+_STAGED = (
+    "staged_runs",
+    "staged_keys",
+    "staged_ids",
+    "staged_pkeys",
+    "staged_pipelines",
+    "staged_batches",
+)
 
 
 def _texts(*names: str) -> pa.Schema:
@@ -79,6 +100,7 @@ class DuckDBStore(SqlStore):
     param_style = "duckdb"
     types: ClassVar = {"text": "VARCHAR", "double": "DOUBLE", "json": "JSON"}
     driver_errors: ClassVar = (duckdb.Error,)
+    exclusive_writer = True  # one process owns the file
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -93,6 +115,7 @@ class DuckDBStore(SqlStore):
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.Lock()
         self._writer = self._db.cursor()
+        self._write_cache = WriteCache()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
@@ -132,6 +155,9 @@ class DuckDBStore(SqlStore):
 
     def stage_pipelines(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         self._register(cur, "staged_pipelines", _table(rows, _PIPELINE_SCHEMA))
+
+    def stage_batches(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        self._register(cur, "staged_batches", _table(rows, _BATCH_SCHEMA))
 
     def stage_keys(self, cur: Cursor, keys: list[BatchKey]) -> None:
         self._register(cur, "staged_keys", _table(keys, _texts("project", "batch_id")))

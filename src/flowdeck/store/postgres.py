@@ -17,7 +17,14 @@ from psycopg_pool import ConnectionPool
 from flowdeck.errors import StoreUnavailable
 from flowdeck.pipelines import PipelineKey
 from flowdeck.store.base import BatchKey
-from flowdeck.store.sql import PIPELINE_COLUMNS, PIPELINE_KEY, RUN_COLUMNS, Cursor, SqlStore
+from flowdeck.store.sql import (
+    BATCH_COLUMNS,
+    PIPELINE_COLUMNS,
+    PIPELINE_KEY,
+    RUN_COLUMNS,
+    Cursor,
+    SqlStore,
+)
 
 _WRITE_LOCK = 0x666C6F77  # "flow": the advisory lock every replica's writer takes
 _SCHEMA_LOCK = 0x64656B63  # "deck"
@@ -100,6 +107,10 @@ class PostgresStore(SqlStore):
             "CREATE TEMP TABLE IF NOT EXISTS staged_pipelines "
             "(LIKE pipelines INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS staged_batches "
+            "(LIKE batches INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
         self._staging_ready = True
 
     def _copy(
@@ -137,6 +148,9 @@ class PostgresStore(SqlStore):
 
     def stage_pipelines(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         self._copy(cur, "staged_pipelines", PIPELINE_COLUMNS, rows)
+
+    def stage_batches(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        self._copy(cur, "staged_batches", BATCH_COLUMNS, rows)
 
     def close(self) -> None:
         self._pool.close()

@@ -33,6 +33,9 @@ from flowdeck.store.base import (
     Store,
     WritePlan,
 )
+from flowdeck.store.cache import WriteCache
+from flowdeck.store.tallies import Change as TallyChange
+from flowdeck.store.tallies import NeedsRefresh, advance_batch
 
 RUN_COLUMNS: Final = (
     "run_id",
@@ -81,6 +84,8 @@ ON CONFLICT (run_id) DO UPDATE SET
 {", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS if c != "run_id")}
 """
 
+_INSERT_RUNS: Final = f"INSERT INTO runs ({_RUN_SELECT}) SELECT {_RUN_SELECT} FROM staged_runs"
+
 _COUNTS: Final = {
     "succeeded": "SUCCESS",
     "failed": "FAILED",
@@ -121,8 +126,15 @@ _REFRESH_ONE_BATCH: Final = (
     + _UPSERT_BATCH_TAIL
     + f"\nRETURNING {_BATCH_SELECT}"
 )
+_UPSERT_STAGED_BATCHES: Final = (
+    f"INSERT INTO batches ({_BATCH_SELECT}) SELECT {_BATCH_SELECT} FROM staged_batches\n"
+    + _UPSERT_BATCH_TAIL
+)
 # Commits touching at most this many batches refresh them one by one (see upsert_runs).
 FEW_BATCHES: Final = 4
+# Up to this many runs per commit the writer brings batches up to date from the changes
+# (tallies.py); above it, counting the batches' stored runs in SQL costs less per run.
+DELTA_MAX_RUNS: Final = 512
 _PRUNE_BATCHES: Final = """
 DELETE FROM batches WHERE EXISTS (
     SELECT 1 FROM staged_keys k WHERE k.project = batches.project AND k.batch_id = batches.batch_id
@@ -248,6 +260,10 @@ class SqlStore(Store):
     """The shared implementation. Subclasses provide connections and the hooks below."""
 
     param_style: ClassVar[str]  # "duckdb" ($name) or "pyformat" (%(name)s)
+    # True where this process's writer is the only one of its database: it may then keep
+    # what it wrote in memory instead of reading it back (see cache.py).
+    exclusive_writer: ClassVar[bool] = False
+    _write_cache: WriteCache
     types: ClassVar[Mapping[str, str]]  # {text}, {double}, {json} in schema.py
 
     def sql(self, query: str) -> str:
@@ -306,6 +322,20 @@ class SqlStore(Store):
     def upsert_runs(
         self, run_ids: Collection[str], plan: Callable[[dict[str, RunRecord]], WritePlan]
     ) -> list[BatchRow]:
+        cache = self._write_cache if self.exclusive_writer else None
+        try:
+            return self._upsert_runs(run_ids, plan, cache)
+        except BaseException:
+            if cache is not None:
+                cache.clear()  # the transaction may or may not have landed
+            raise
+
+    def _upsert_runs(
+        self,
+        run_ids: Collection[str],
+        plan: Callable[[dict[str, RunRecord]], WritePlan],
+        cache: WriteCache | None,
+    ) -> list[BatchRow]:
         with self.write_transaction() as cur:
             self.lock_writes(cur)
             existing: dict[str, RunRecord] = {}
@@ -321,40 +351,108 @@ class SqlStore(Store):
             if not todo.records:
                 return []
             self.stage_runs(cur, [run_row(r) for r in todo.records])
-            self._q(cur, _UPSERT_RUNS)
-            self._update_pipelines(cur, [(existing.get(r.run_id), r) for r in todo.records])
-            now = max(r.updated_at for r in todo.records)
-            keys = list(todo.batch_keys)
-            if len(keys) <= FEW_BATCHES and not todo.moved:
-                # Named one by one, each batch's runs come through the (project, batch_id)
-                # index (a join to staged keys would make DuckDB scan every stored run), and
-                # the refreshed row comes back with the same statement.
-                refreshed: list[BatchRow] = []
-                for project, batch_id in keys:
-                    params = {"p": project, "b": batch_id, "now": now}
-                    self._q(cur, _REFRESH_ONE_BATCH, params)
-                    refreshed.extend(batch_from_row(row) for row in cur.fetchall())
-                return refreshed
-            self.stage_keys(cur, keys)
-            self._q(cur, _REFRESH_BATCHES, {"now": now})
-            if todo.moved:
-                self._q(cur, _PRUNE_BATCHES)
-            self._q(cur, _SELECT_STAGED_BATCHES)
-            return [batch_from_row(row) for row in cur.fetchall()]
+            if any(r.run_id in existing for r in todo.records):
+                self._q(cur, _UPSERT_RUNS)
+            else:
+                self._q(cur, _INSERT_RUNS)  # no conflict to look for: cheaper on DuckDB
+            changes = [(existing.get(r.run_id), r) for r in todo.records]
+            states, removed = self._update_pipelines(cur, changes, cache)
+            batches = self._update_batches(cur, changes, todo, cache)
+        if cache is not None:  # only what is committed
+            cache.remember(states, removed, batches, todo.batch_keys if todo.moved else ())
+        return batches
 
-    def _update_pipelines(self, cur: Cursor, changes: list[Change]) -> None:
+    def _update_batches(
+        self, cur: Cursor, changes: list[Change], todo: WritePlan, cache: WriteCache | None
+    ) -> list[BatchRow]:
+        """Bring the numbers of every batch the commit touched up to date: from the changes
+        alone where that is exact (a small commit), by counting the stored runs again where
+        it is not or where counting is cheaper per run (bulk)."""
+        now = max(r.updated_at for r in todo.records)
+        if todo.moved or len(changes) > DELTA_MAX_RUNS:
+            return self._refresh_batches(cur, list(todo.batch_keys), todo.moved, now)
+        mine: dict[BatchKey, list[TallyChange]] = {key: [] for key in todo.batch_keys}
+        for before, after in changes:
+            same = before is not None and (before.project, before.batch_id) == (
+                after.project,
+                after.batch_id,
+            )
+            mine.setdefault((after.project, after.batch_id), []).append(
+                (before if same else None, after)
+            )
+        current = self._current_batches(cur, list(mine), cache)
+        advanced: list[BatchRow] = []
+        refresh: list[BatchKey] = []
+        for key, tally in mine.items():
+            try:
+                advanced.append(advance_batch(key, current.get(key), tally, now))
+            except NeedsRefresh:
+                refresh.append(key)
+        if advanced:
+            self.stage_batches(cur, [tuple(getattr(b, c) for c in BATCH_COLUMNS) for b in advanced])
+            self._q(cur, _UPSERT_STAGED_BATCHES)
+        if refresh:
+            advanced.extend(self._refresh_batches(cur, refresh, False, now))
+        return advanced
+
+    def _current_batches(
+        self, cur: Cursor, keys: list[BatchKey], cache: WriteCache | None
+    ) -> dict[BatchKey, BatchRow]:
+        found: dict[BatchKey, BatchRow] = {}
+        missing = keys
+        if cache is not None:
+            found = {k: b for k in keys if (b := cache.batches.get(k)) is not None}
+            missing = [k for k in keys if k not in found]
+        if missing:
+            self.stage_keys(cur, missing)
+            self._q(cur, _SELECT_STAGED_BATCHES)
+            found.update((b.key, b) for b in map(batch_from_row, cur.fetchall()))
+        return found
+
+    def _refresh_batches(
+        self, cur: Cursor, keys: list[BatchKey], moved: bool, now: datetime
+    ) -> list[BatchRow]:
+        """Count the stored runs of these batches again (a batch left empty is removed)."""
+        if len(keys) <= FEW_BATCHES and not moved:
+            # Named one by one, each batch's runs come through the (project, batch_id)
+            # index (a join to staged keys would make DuckDB scan every stored run), and
+            # the refreshed row comes back with the same statement.
+            refreshed: list[BatchRow] = []
+            for project, batch_id in keys:
+                params = {"p": project, "b": batch_id, "now": now}
+                self._q(cur, _REFRESH_ONE_BATCH, params)
+                refreshed.extend(batch_from_row(row) for row in cur.fetchall())
+            return refreshed
+        self.stage_keys(cur, keys)
+        self._q(cur, _REFRESH_BATCHES, {"now": now})
+        if moved:
+            self._q(cur, _PRUNE_BATCHES)
+        self._q(cur, _SELECT_STAGED_BATCHES)
+        return [batch_from_row(row) for row in cur.fetchall()]
+
+    def _update_pipelines(
+        self, cur: Cursor, changes: list[Change], cache: WriteCache | None
+    ) -> tuple[list[PipelineState], list[PipelineKey]]:
         """Bring the state of every pipeline these changes touch up to date: incrementally
-        where that is exact, by a recount from the stored runs where it is not."""
+        where that is exact, by a recount from the stored runs where it is not. Returns the
+        new states and the pipelines left without runs (removed)."""
         touched: dict[PipelineKey, list[Change]] = {}
         for old, new in changes:
             touched.setdefault(key_of(new), []).append((old, new))
             if old is not None and key_of(old) != key_of(new):
                 touched.setdefault(key_of(old), []).append((old, new))
-        self.stage_pipeline_keys(cur, list(touched))
-        self._q(cur, _SELECT_STAGED_PIPELINES)
-        current = {s.key: s for s in (PipelineState(*row) for row in cur.fetchall())}
+        current: dict[PipelineKey, PipelineState] = {}
+        missing = list(touched)
+        if cache is not None:
+            current = {k: s for k in touched if (s := cache.pipelines.get(k)) is not None}
+            missing = [k for k in touched if k not in current]
+        if missing:
+            self.stage_pipeline_keys(cur, missing)
+            self._q(cur, _SELECT_STAGED_PIPELINES)
+            current.update((s.key, s) for s in (PipelineState(*row) for row in cur.fetchall()))
         states: list[PipelineState] = []
         recount: list[PipelineKey] = []
+        removed: list[PipelineKey] = []
 
         def failures_after(key: PipelineKey, since: datetime) -> int:
             project, pipeline, env = key
@@ -383,8 +481,10 @@ class SqlStore(Store):
                         _DELETE_PIPELINE,
                         {"project": project, "pipeline": pipeline, "env": env},
                     )
+                    removed.append(key)
         self.stage_pipelines(cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in states])
         self._q(cur, _UPSERT_PIPELINES)
+        return states, removed
 
     # -- reads -------------------------------------------------------------------------
     def _select_runs(
@@ -509,3 +609,7 @@ class SqlStore(Store):
     @abc.abstractmethod
     def stage_pipelines(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         """Make ``rows`` readable as ``staged_pipelines`` (columns PIPELINE_COLUMNS)."""
+
+    @abc.abstractmethod
+    def stage_batches(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Make ``rows`` readable as ``staged_batches`` (columns BATCH_COLUMNS)."""

@@ -1,0 +1,70 @@
+"""What the writer last wrote of each batch and pipeline, so that a small commit need not read
+them back. Only a store whose writer is the one writer of its database may keep it (DuckDB:
+one process owns the file); PostgreSQL replicas share the database and read instead."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+from flowdeck.pipelines import PipelineKey, PipelineState
+from flowdeck.store.base import BatchKey, BatchRow
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Recent(Generic[K, V]):
+    """A mapping that keeps the ``size`` most recently stored entries."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def drop(self, key: K) -> None:
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class WriteCache:
+    def __init__(self, batches: int = 4096, pipelines: int = 65536) -> None:
+        self.batches: Recent[BatchKey, BatchRow] = Recent(batches)
+        self.pipelines: Recent[PipelineKey, PipelineState] = Recent(pipelines)
+
+    def remember(
+        self,
+        states: Iterable[PipelineState],
+        removed: Iterable[PipelineKey],
+        batches: Iterable[BatchRow],
+        touched: Iterable[BatchKey],
+    ) -> None:
+        """After a commit: its pipeline states and batch rows; ``removed`` pipelines and the
+        ``touched`` batch keys (those a run left; removed when no row came back) are dropped
+        first."""
+        for pkey in removed:
+            self.pipelines.drop(pkey)
+        for bkey in touched:
+            self.batches.drop(bkey)
+        for state in states:
+            self.pipelines.put(state.key, state)
+        for row in batches:
+            self.batches.put(row.key, row)
+
+    def clear(self) -> None:
+        self.batches.clear()
+        self.pipelines.clear()
