@@ -38,6 +38,10 @@ def _serve(
     url = settings.resolved_database_url(database_file)
     try:
         check_url(url)
+        if settings.alerts_file:
+            from flowdeck.alerts.config import load_alerts_file
+
+            load_alerts_file(settings.alerts_file)  # refuse a bad file before serving
     except FlowdeckError as exc:
         raise click.ClickException(str(exc)) from exc
     # The banner is printed whatever the log level: it says where the data lives.
@@ -118,17 +122,36 @@ def main() -> None:
     """
 
 
+alerts_option = click.option(
+    "--alerts",
+    "alerts_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file of alert channels and rules, read at start; ${NAME} is replaced by "
+    "the environment variable NAME [env FLOWDECK_ALERTS_FILE]",
+)
+
+
 @main.command()
 @db_option
 @host_option
 @port_option
 @data_option
 @log_option
+@alerts_option
 def serve(
-    db: str | None, host: str | None, port: int | None, data_dir: Path | None, log_level: str
+    db: str | None,
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    log_level: str,
+    alerts_file: Path | None,
 ) -> None:
     """Serve the API on your data."""
-    _serve(_settings(db, host, port, data_dir), log_level)
+    settings = _settings(db, host, port, data_dir)
+    if alerts_file is not None:
+        settings = replace(settings, alerts_file=str(alerts_file))
+    _serve(settings, log_level)
 
 
 @main.command(short_help="Serve a simulated estate with history and a live batch.")
@@ -173,3 +196,9 @@ def demo(
         reset_demo_database(settings.data_dir / "demo.duckdb")
     companion = demo_companion(seed=seed, days=days, speed=speed)
     _serve(settings, log_level, companions=[companion], database_file="demo.duckdb")
+
+
+# `flowdeck import` lives in its own module: it loads nothing of the server until it runs.
+from flowdeck.cli_import import import_command  # noqa: E402
+
+main.add_command(import_command)

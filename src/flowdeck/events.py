@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,32 +16,48 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What one commit changed: the runs upserted and the refreshed batch aggregates."""
+    """What one commit changed: the runs upserted and the refreshed batch aggregates, or
+    (from alerting) what happened to alerts and notifications."""
 
     seq: int
     runs: tuple[dict[str, Any], ...]  # run_id, project, pipeline, batch_id, env, status
     batches: tuple[dict[str, Any], ...]  # the batch aggregates as the API shows them
+    alerts: tuple[dict[str, Any], ...] = ()  # {"what": "alert" | "notification" | …, …}
 
 
 @dataclass(eq=False)
 class Subscription:
     queue: asyncio.Queue[Change] = field(default_factory=lambda: asyncio.Queue(maxsize=1024))
     overflowed: bool = False
+    internal: bool = False  # flowdeck's own (the alert engine), not a client
+
+
+# Recent changes kept so that a client reconnecting with its last event id misses nothing.
+REPLAY_CHANGES = 10_000
+REPLAY_RUNS = 200_000
 
 
 class EventBus:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subs: set[Subscription] = set()
-        self._seq = itertools.count(1)
+        # Event ids count on from the start time in microseconds, so an id from an earlier
+        # process (or another replica) never names a change of this one.
+        first = time.time_ns() // 1000
+        self._seq = itertools.count(first)
         self._seq_lock = threading.Lock()
+        self._recent: deque[Change] = deque()
+        self._recent_runs = 0
+        self._last_seq = first - 1  # the last change handed out on the loop
+        self._floor = 0  # ids up to this one cannot be resumed (changes went missing)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     @property
     def subscribers(self) -> int:
-        return len(self._subs)
+        """Live clients (flowdeck's own subscriptions are not counted)."""
+        return sum(1 for sub in self._subs if not sub.internal)
 
     def start(self) -> None:
         """Begin whatever the bus needs in the background (nothing, in-process)."""
@@ -53,16 +71,42 @@ class EventBus:
         straight to the subscribers; a bus spanning replicas overrides this."""
         return self.deliver(runs, batches)
 
+    def publish_alerts(self, alerts: tuple[dict[str, Any], ...]) -> None:
+        """Alerting's news (an alert moved, a notification arrived, one was read) for the
+        live clients of every replica; called from any thread."""
+        self.deliver((), (), alerts)
+
     def deliver(
-        self, runs: tuple[dict[str, Any], ...], batches: tuple[dict[str, Any], ...]
+        self,
+        runs: tuple[dict[str, Any], ...],
+        batches: tuple[dict[str, Any], ...],
+        alerts: tuple[dict[str, Any], ...] = (),
     ) -> Change:
         """Hand a change to this process's subscribers (thread-safe)."""
-        with self._seq_lock:
-            change = Change(next(self._seq), runs, batches)
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._fan_out, change)
+        with self._seq_lock:
+            change = Change(next(self._seq), runs, batches, alerts)
+            # Scheduled under the lock, so changes reach the loop in the order of their ids.
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._fan_out, change)
         return change
+
+    @property
+    def last_event_id(self) -> int:
+        """The id of the last change handed to subscribers (call on the loop)."""
+        return self._last_seq
+
+    def replay(self, after: int) -> list[Change] | None:
+        """The changes after event id ``after``, or None when they cannot all be given (an
+        id of another process, older than what is kept, or from before changes were
+        missed). Call on the loop, right after subscribing: nothing can come between."""
+        if after <= self._floor or after > self._last_seq:
+            return None
+        if after == self._last_seq:
+            return []
+        if not self._recent or self._recent[0].seq > after + 1:
+            return None
+        return [c for c in self._recent if c.seq > after]
 
     def resync_all(self) -> None:
         """Tell every subscriber to reload: changes may have been missed."""
@@ -71,13 +115,25 @@ class EventBus:
             loop.call_soon_threadsafe(self._mark_all)
 
     def _mark_all(self) -> None:
+        # Changes went missing: no id up to here can be resumed without a gap.
+        self._floor = self._last_seq
+        self._recent.clear()
+        self._recent_runs = 0
         for sub in self._subs:
             sub.overflowed = True
             if sub.queue.empty():
                 # Wake the client's loop so it sends the resync now.
                 sub.queue.put_nowait(Change(0, (), ()))
 
+    def _remember(self, change: Change) -> None:
+        self._last_seq = change.seq
+        self._recent.append(change)
+        self._recent_runs += len(change.runs)
+        while len(self._recent) > REPLAY_CHANGES or self._recent_runs > REPLAY_RUNS:
+            self._recent_runs -= len(self._recent.popleft().runs)
+
     def _fan_out(self, change: Change) -> None:
+        self._remember(change)
         for sub in self._subs:
             try:
                 sub.queue.put_nowait(change)
@@ -87,8 +143,8 @@ class EventBus:
                 sub.overflowed = True
 
     @contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
-        sub = Subscription()
+    def subscribe(self, *, internal: bool = False) -> Iterator[Subscription]:
+        sub = Subscription(internal=internal)
         self._subs.add(sub)
         try:
             yield sub

@@ -22,6 +22,8 @@ CHANNEL: Final = "flowdeck_changes"
 MAX_PAYLOAD: Final = 7600
 # Runs named per change; clients are told the count and reload for more.
 MAX_RUNS: Final = 500
+# Alerting news items per notification (each is small: what, fingerprint, state).
+MAX_ALERTS: Final = 50
 
 
 def payloads(runs: tuple[dict[str, Any], ...], batches: tuple[dict[str, Any], ...]) -> list[str]:
@@ -87,6 +89,22 @@ class PostgresEventBus(EventBus):
                         log.warning("could not announce a change: %s", exc)
         return None
 
+    def publish_alerts(self, alerts: tuple[dict[str, Any], ...]) -> None:
+        """Alerting's news for every replica's live clients (best effort, like changes)."""
+        message = orjson.dumps({"a": list(alerts[:MAX_ALERTS])}, option=orjson.OPT_UTC_Z)
+        with self._send_lock:
+            for attempt in (1, 2):
+                try:
+                    if self._send is None or self._send.closed:
+                        self._send = psycopg.connect(self._conninfo, autocommit=True)
+                    with self._send.cursor() as cur:
+                        cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, message.decode()))
+                    break
+                except psycopg.Error as exc:
+                    self._send = None
+                    if attempt == 2:
+                        log.warning("could not announce alerting news: %s", exc)
+
     def _listen(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
@@ -111,6 +129,8 @@ class PostgresEventBus(EventBus):
     def _receive(self, payload: str) -> None:
         try:
             data = orjson.loads(payload)
-            self.deliver(tuple(data.get("r", ())), tuple(data.get("b", ())))
+            self.deliver(
+                tuple(data.get("r", ())), tuple(data.get("b", ())), tuple(data.get("a", ()))
+            )
         except (orjson.JSONDecodeError, AttributeError, TypeError):
             log.warning("ignored a malformed change notification")

@@ -25,6 +25,21 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
 
 
+_RETENTION_LEVELS = ("RAW", "1M", "5M", "1H", "1D")
+
+
+def _retention_env(default: tuple[int, int, int, int, int]) -> tuple[int, int, int, int, int]:
+    """FLOWDECK_METRIC_RETENTION_<RAW|1M|5M|1H|1D>_DAYS, each a whole number of days ≥ 1."""
+    days = [
+        _int_env(f"FLOWDECK_METRIC_RETENTION_{level}_DAYS", value)
+        for level, value in zip(_RETENTION_LEVELS, default, strict=True)
+    ]
+    for level, value in zip(_RETENTION_LEVELS, days, strict=True):
+        if value < 1:
+            raise SystemExit(f"FLOWDECK_METRIC_RETENTION_{level}_DAYS must be at least 1")
+    return (days[0], days[1], days[2], days[3], days[4])
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = ""
@@ -35,6 +50,17 @@ class Settings:
     max_runs_per_request: int = 10_000
     # Upper bound on runs merged into one group commit; more wait for the next one.
     max_group_runs: int = 50_000
+    # Alerting: rules and channels as code, links in notifications, the evaluation tick.
+    alerts_file: str = ""
+    public_url: str = ""  # default http://<host>:<port>
+    runbook_url: str = ""  # default <public_url>/runbook
+    alert_tick_seconds: float = 15.0
+    # Metrics: series (tag combinations) per metric, points per request, retention in days
+    # per level (raw points, 1m, 5m, 1h, 1d rollups) and how often compaction runs.
+    metric_max_series: int = 1_000
+    metric_max_points_per_request: int = 500_000
+    metric_retention_days: tuple[int, int, int, int, int] = (7, 30, 90, 365, 1825)
+    metric_compaction_seconds: float = 300.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,7 +74,24 @@ class Settings:
             max_runs_per_request=_int_env(
                 "FLOWDECK_MAX_RUNS_PER_REQUEST", base.max_runs_per_request
             ),
+            alerts_file=os.environ.get("FLOWDECK_ALERTS_FILE", ""),
+            public_url=os.environ.get("FLOWDECK_PUBLIC_URL", ""),
+            runbook_url=os.environ.get("FLOWDECK_RUNBOOK_URL", ""),
+            alert_tick_seconds=_int_env("FLOWDECK_ALERT_TICK_SECONDS", 15),
+            metric_max_series=_int_env("FLOWDECK_METRIC_MAX_SERIES", base.metric_max_series),
+            metric_max_points_per_request=_int_env(
+                "FLOWDECK_METRIC_MAX_POINTS_PER_REQUEST", base.metric_max_points_per_request
+            ),
+            metric_retention_days=_retention_env(base.metric_retention_days),
+            metric_compaction_seconds=_int_env(
+                "FLOWDECK_METRIC_COMPACTION_SECONDS", int(base.metric_compaction_seconds)
+            ),
         )
+
+    @property
+    def resolved_public_url(self) -> str:
+        """The address people reach this flowdeck at, for links in notifications."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def resolved_database_url(self, filename: str = "flowdeck.duckdb") -> str:
         """The configured URL, else an embedded DuckDB file in the data folder."""

@@ -11,10 +11,18 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
-from starlette.responses import Response
 
-from flowdeck import __version__
+from flowdeck import __version__, web
+from flowdeck.alerts.service import running as alerting
+from flowdeck.api import alerts as alerts_api
 from flowdeck.api import batches, errors, health, pipelines, runs, stream
+from flowdeck.api import lineage as lineage_api
+from flowdeck.api import metric_points as metric_points_api
+from flowdeck.api import metrics as metrics_api
+from flowdeck.api import quality as quality_api
+from flowdeck.api import sources as sources_api
+from flowdeck.api import trends as trends_api
+from flowdeck.api import ws as ws_api
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services
 from flowdeck.events import EventBus
@@ -22,6 +30,8 @@ from flowdeck.ingest.writer import Clock, Writer, utc_now
 from flowdeck.models import RunIn
 from flowdeck.settings import Settings
 from flowdeck.store import Store, open_store
+from flowdeck.store.metrics_sql import MetricsSql
+from flowdeck.timeseries.compaction import compacting
 
 log = logging.getLogger("flowdeck")
 
@@ -65,6 +75,17 @@ def create_app(
         app.state.services = svc
         try:
             async with AsyncExitStack() as stack:
+                svc.alerts = await stack.enter_async_context(alerting(settings, store, bus, clock))
+                if isinstance(store, MetricsSql):
+                    svc.metric_compactor = await stack.enter_async_context(
+                        compacting(
+                            store,
+                            writer,
+                            settings.metric_retention_days,
+                            clock,
+                            settings.metric_compaction_seconds,
+                        )
+                    )
                 for companion in companions:
                     await stack.enter_async_context(companion(svc))
                 yield
@@ -83,20 +104,18 @@ def create_app(
     errors.install(app)
     for module in (runs, batches, pipelines, stream):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(lineage_api.router, prefix="/api/v1")
+    app.include_router(metrics_api.router)
+    app.include_router(metric_points_api.router, prefix="/api/v1")
+    app.include_router(ws_api.router, prefix="/api/v1")
+    app.include_router(quality_api.router, prefix="/api/v1")
+    app.include_router(trends_api.router, prefix="/api/v1")
+    app.include_router(sources_api.router, prefix="/api/v1")
+    app.include_router(alerts_api.router, prefix="/api/v1")
+    app.include_router(alerts_api.runbook_router)
     app.include_router(health.router)
-
-    @app.get("/", include_in_schema=False)
-    def index() -> Response:
-        return JSON(
-            {
-                "name": "flowdeck",
-                "version": __version__,
-                "api": "/api/v1",
-                "openapi": "/openapi.json",
-                "docs": "/docs",
-                "health": "/healthz",
-            }
-        )
+    # The pages; GET / is the dashboard for browsers and the JSON index for API clients.
+    web.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from flowdeck.alerts.service import AlertService
 from flowdeck.events import EventBus
 from flowdeck.ingest.writer import Clock, Writer
 from flowdeck.settings import Settings
 from flowdeck.store import Store
+from flowdeck.timeseries.compaction import Compactor
 
 
 @dataclass
@@ -19,6 +21,8 @@ class Services:
     writer: Writer
     bus: EventBus
     clock: Clock
+    alerts: AlertService | None = None  # None while alerting is not running
+    metric_compactor: Compactor | None = None  # metrics retention, while running
 
 
 def services(request: Request) -> Services:

@@ -2,8 +2,10 @@
 
 Bursts are coalesced: after the first change a client waits a moment and sends one ``run``
 event for everything committed meanwhile, plus one ``batch`` event per batch that changed
-(its latest aggregates). A client that falls too far behind gets ``resync`` (reload) instead
-of an unbounded backlog.
+(its latest aggregates), plus one ``alert`` event when alerting had news (an alert moved,
+a notification arrived or was read, an alert was acknowledged or silenced). ``topics``
+narrows what a client hears (the pages' notification bell asks for ``alert`` only). A client
+that falls too far behind gets ``resync`` (reload) instead of an unbounded backlog.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import StreamingResponse
 
 from flowdeck.api.services import Services, services
+from flowdeck.errors import FieldProblem, InvalidInput
 from flowdeck.events import Change, EventBus
 
 router = APIRouter(tags=["stream"])
@@ -24,6 +27,7 @@ router = APIRouter(tags=["stream"])
 HEARTBEAT_S = 15.0
 COALESCE_S = 0.25
 MAX_RUNS_PER_EVENT = 500
+MAX_ALERTS_PER_EVENT = 50
 
 
 def sse(event: str, data: Any, seq: int | None = None) -> str:
@@ -37,10 +41,20 @@ def _wanted(item: dict[str, Any], project: str | None, batch_id: str | None) -> 
     )
 
 
-def render(changes: list[Change], project: str | None, batch_id: str | None) -> str:
+TOPICS = frozenset({"run", "batch", "alert"})
+
+
+def render(
+    changes: list[Change],
+    project: str | None,
+    batch_id: str | None,
+    topics: frozenset[str] = TOPICS,
+) -> str:
     runs: dict[str, dict[str, Any]] = {}
     batches: dict[tuple[str, str], dict[str, Any]] = {}
+    news: list[dict[str, Any]] = []
     for change in changes:
+        news.extend(change.alerts)
         for run in change.runs:
             if _wanted(run, project, batch_id):
                 runs[run["run_id"]] = run
@@ -49,6 +63,12 @@ def render(changes: list[Change], project: str | None, batch_id: str | None) -> 
                 batches[(batch["project"], batch["batch_id"])] = batch
     seq = changes[-1].seq
     out = []
+    if "run" not in topics:
+        runs = {}
+    if "batch" not in topics:
+        batches = {}
+    if "alert" not in topics:
+        news = []
     if runs:
         items = list(runs.values())
         out.append(
@@ -63,14 +83,35 @@ def render(changes: list[Change], project: str | None, batch_id: str | None) -> 
             )
         )
     out.extend(sse("batch", batch, seq) for batch in batches.values())
+    if news:
+        # Not filtered by project or batch: the notification centre is everyone's.
+        out.append(sse("alert", {"count": len(news), "items": news[:MAX_ALERTS_PER_EVENT]}, seq))
     return "".join(out)
 
 
+def resume_from(value: str | None) -> int | None:
+    """A client's last event id (``Last-Event-ID``); -1 for one that names no event."""
+    if value is None or not value.strip():
+        return None
+    return int(value) if value.strip().isdigit() else -1
+
+
 async def changes_stream(
-    bus: EventBus, project: str | None, batch_id: str | None
+    bus: EventBus,
+    project: str | None,
+    batch_id: str | None,
+    topics: frozenset[str] = TOPICS,
+    last_event_id: int | None = None,
 ) -> AsyncIterator[str]:
     with bus.subscribe() as sub:
+        # Subscribed and replayed in one step of the loop: nothing falls in between.
+        backlog = bus.replay(last_event_id) if last_event_id is not None else []
         yield "retry: 3000\n: connected\n\n"
+        if backlog is None:
+            reason = f"cannot resume after event {last_event_id}; reload"
+            yield sse("resync", {"reason": reason}, bus.last_event_id)
+        elif backlog:
+            yield render(backlog, project, batch_id, topics) or f"id: {backlog[-1].seq}\n\n"
         while True:
             try:
                 first = await asyncio.wait_for(sub.queue.get(), timeout=HEARTBEAT_S)
@@ -87,14 +128,14 @@ async def changes_stream(
                     "resync", {"reason": "changes may have been missed; reload"}, changes[-1].seq
                 )
                 continue
-            text = render(changes, project, batch_id)
+            text = render(changes, project, batch_id, topics)
             if text:
                 yield text
 
 
 @router.get(
     "/stream",
-    summary="Server-Sent Events of committed changes (run, batch, resync)",
+    summary="Server-Sent Events of committed changes (run, batch, alert, resync)",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
@@ -102,9 +143,26 @@ async def stream(
     svc: Annotated[Services, Depends(services)],
     project: Annotated[str | None, Query(description="only this project")] = None,
     batch_id: Annotated[str | None, Query(description="only this batch")] = None,
+    topics: Annotated[
+        str | None, Query(description="comma list of run, batch, alert (default: all)")
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Query(description="resume after this event id (browsers send Last-Event-ID)"),
+    ] = None,
+    last_event_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
+    wanted = TOPICS
+    if topics:
+        wanted = frozenset(t.strip() for t in topics.split(",") if t.strip())
+        if unknown := sorted(wanted - TOPICS):
+            raise InvalidInput(
+                [FieldProblem("topics", f"unknown topic {unknown[0]!r}: use run, batch, alert")]
+            )
     return StreamingResponse(
-        changes_stream(svc.bus, project, batch_id),
+        changes_stream(
+            svc.bus, project, batch_id, wanted, resume_from(last_event_id or last_event_header)
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

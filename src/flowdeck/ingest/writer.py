@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flowdeck.batches import batch_out
 from flowdeck.errors import FieldProblem, FlowdeckError, InvalidInput, StoreUnavailable
@@ -21,6 +21,8 @@ from flowdeck.events import EventBus
 from flowdeck.runs import RunProblem, RunRecord, merge
 from flowdeck.store import Store, WritePlan
 from flowdeck.store.base import BatchKey
+from flowdeck.store.metrics_sql import MetricsSql
+from flowdeck.timeseries.points import PointBatch
 
 log = logging.getLogger("flowdeck.writer")
 
@@ -46,6 +48,7 @@ class WriterStats:
     runs_written: int = 0
     requests: int = 0
     last_commit_seconds: float = 0.0
+    points_written: int = 0
 
 
 def run_event(record: RunRecord) -> dict[str, Any]:
@@ -60,6 +63,22 @@ def run_event(record: RunRecord) -> dict[str, Any]:
 
 
 _STOP = object()
+# Queued beside the run requests: "metric jobs are waiting" (see _take).
+_METRICS = object()
+T = TypeVar("T")
+# Upper bound on metric points merged into one commit.
+MAX_GROUP_POINTS = 2_000_000
+
+
+@dataclass(eq=False)
+class MetricJob:
+    """Work for the writer thread beside runs: points (merged into one commit with the
+    points queued next to them) or one call on the store (compaction, definitions)."""
+
+    points: PointBatch | None = None
+    max_series: int = 0
+    call: Callable[[], Any] | None = None
+    future: Future[Any] = field(default_factory=Future)
 
 
 class Writer:
@@ -78,6 +97,7 @@ class Writer:
         self.stats = WriterStats()
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._metric_jobs: queue.Queue[MetricJob] = queue.Queue()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -91,6 +111,13 @@ class Writer:
         self._queue.put(_STOP)
         self._thread.join(timeout)
         self._thread = None
+        while True:  # metric jobs queued behind the stop are not done: say so
+            try:
+                job = self._metric_jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(StoreUnavailable("the writer stopped"))
 
     @property
     def queue_depth(self) -> int:
@@ -113,18 +140,116 @@ class Writer:
     ) -> list[str]:
         return await asyncio.wrap_future(self.submit(reports, locate))
 
+    # -- metrics: points and other store calls on this thread ---------------------------
+    def submit_points(self, batch: PointBatch, max_series: int) -> Future[int]:
+        """Queue validated points; the future gives their number once committed, or raises
+        InvalidInput (a metric over ``max_series`` tag combinations) / StoreUnavailable."""
+        return self._submit_metric_job(MetricJob(points=batch, max_series=max_series))
+
+    async def write_points(self, batch: PointBatch, max_series: int) -> int:
+        return await asyncio.wrap_future(self.submit_points(batch, max_series))
+
+    def submit_call(self, call: Callable[[], T]) -> Future[T]:
+        """Run ``call`` (a write to the store) on the writer thread, between commits."""
+        return self._submit_metric_job(MetricJob(call=call))
+
+    async def run_call(self, call: Callable[[], T]) -> T:
+        return await asyncio.wrap_future(self.submit_call(call))
+
+    def _submit_metric_job(self, job: MetricJob) -> Future[Any]:
+        if self._thread is None:
+            raise StoreUnavailable("the writer is not running")
+        self._metric_jobs.put(job)
+        self._queue.put(_METRICS)
+        return job.future
+
+    def _take(self) -> Any:
+        """The next run request (or _STOP), doing any metric jobs queued before it."""
+        while True:
+            item = self._queue.get()
+            if item is not _METRICS:
+                return item
+            self._run_metric_jobs()
+
+    def _take_nowait(self) -> Any:
+        while True:
+            item = self._queue.get_nowait()
+            if item is not _METRICS:
+                return item
+            self._run_metric_jobs()
+
+    def _run_metric_jobs(self) -> None:
+        points: list[MetricJob] = []
+        size = 0
+        while True:
+            try:
+                job = self._metric_jobs.get_nowait()
+            except queue.Empty:
+                break
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            if job.points is None:
+                self._commit_points(points)
+                points, size = [], 0
+                self._run_call(job)
+                continue
+            if points and size + len(job.points) > MAX_GROUP_POINTS:
+                self._commit_points(points)
+                points, size = [], 0
+            points.append(job)
+            size += len(job.points)
+        self._commit_points(points)
+
+    def _run_call(self, job: MetricJob) -> None:
+        assert job.call is not None
+        try:
+            job.future.set_result(job.call())
+        except FlowdeckError as exc:
+            job.future.set_exception(exc)
+        except Exception as exc:
+            log.exception("writer call failed")
+            job.future.set_exception(StoreUnavailable(f"write failed: {exc}"))
+
+    def _commit_points(self, jobs: list[MetricJob]) -> None:
+        if not jobs:
+            return
+        store = self.store
+        assert isinstance(store, MetricsSql)
+        batches = [j.points for j in jobs if j.points is not None]
+        try:
+            outcome = store.add_points(batches, min(j.max_series for j in jobs), self.clock())
+        except FlowdeckError as exc:
+            if len(jobs) > 1:
+                for job in jobs:  # one request must not sink the others
+                    self._commit_points([job])
+                return
+            log.error("metric write failed: %s", exc)
+            jobs[0].future.set_exception(exc)
+            return
+        except Exception as exc:
+            log.exception("metric writer failed")
+            for job in jobs:
+                job.future.set_exception(StoreUnavailable(f"write failed: {exc}"))
+            return
+        for job, batch, problem in zip(jobs, batches, outcome, strict=True):
+            if problem is None:
+                self.stats.points_written += len(batch)
+                job.future.set_result(len(batch))
+            else:
+                job.future.set_exception(problem)
+
     # -- the thread --------------------------------------------------------------------
     def _loop(self) -> None:
         stopping = False
         while not stopping:
-            item = self._queue.get()
+            item = self._take()
             if item is _STOP:
                 break
             group: list[WriteRequest] = [item]
             size = len(item.reports)
             while size < self.max_group_runs:
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._take_nowait()
                 except queue.Empty:
                     break
                 if nxt is _STOP:

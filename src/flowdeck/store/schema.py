@@ -73,6 +73,141 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
             PRIMARY KEY (project, pipeline, env)
         )""",
     ],
+    # Alerting (flowdeck.alerts.store): rules and channels made through the API, the current
+    # state of each alert, its history, silences, and every notification with its attempts.
+    2: [
+        """CREATE TABLE alert_rules (
+            name {text} PRIMARY KEY,
+            spec {json} NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )""",
+        """CREATE TABLE alert_channels (
+            name {text} PRIMARY KEY,
+            spec {json} NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )""",
+        """CREATE TABLE alerts (
+            fingerprint {text} PRIMARY KEY,
+            rule {text} NOT NULL,
+            kind {text} NOT NULL,
+            severity {text} NOT NULL,
+            state {text} NOT NULL,
+            labels {json} NOT NULL,
+            subject {json} NOT NULL,
+            value {double},
+            summary {text} NOT NULL,
+            active_since TIMESTAMPTZ,
+            fired_at TIMESTAMPTZ,
+            resolved_at TIMESTAMPTZ,
+            evaluated_at TIMESTAMPTZ NOT NULL,
+            acknowledged_at TIMESTAMPTZ,
+            acknowledged_by {text},
+            ack_comment {text},
+            notified {text} NOT NULL,
+            notified_at TIMESTAMPTZ,
+            episode BIGINT NOT NULL
+        )""",
+        "CREATE INDEX alerts_state ON alerts (state)",
+        "CREATE INDEX alerts_rule ON alerts (rule)",
+        """CREATE TABLE alert_history (
+            id {text} PRIMARY KEY,
+            fingerprint {text} NOT NULL,
+            rule {text} NOT NULL,
+            changed_at TIMESTAMPTZ NOT NULL,
+            from_state {text} NOT NULL,
+            to_state {text} NOT NULL,
+            labels {json} NOT NULL,
+            value {double},
+            summary {text} NOT NULL,
+            episode BIGINT NOT NULL,
+            note {text}
+        )""",
+        "CREATE INDEX alert_history_fingerprint ON alert_history (fingerprint, changed_at)",
+        "CREATE INDEX alert_history_changed ON alert_history (changed_at)",
+        """CREATE TABLE silences (
+            id {text} PRIMARY KEY,
+            matchers {json} NOT NULL,
+            starts_at TIMESTAMPTZ NOT NULL,
+            ends_at TIMESTAMPTZ NOT NULL,
+            author {text} NOT NULL,
+            comment {text} NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        )""",
+        """CREATE TABLE notifications (
+            id {text} PRIMARY KEY,
+            channel {text} NOT NULL,
+            rule {text} NOT NULL,
+            group_key {text} NOT NULL,
+            kind {text} NOT NULL,
+            status {text} NOT NULL,
+            payload {json} NOT NULL,
+            attempts BIGINT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            next_attempt_at TIMESTAMPTZ,
+            sent_at TIMESTAMPTZ,
+            last_error {text},
+            read_at TIMESTAMPTZ
+        )""",
+        "CREATE INDEX notifications_due ON notifications (status, next_attempt_at)",
+        "CREATE INDEX notifications_created ON notifications (created_at)",
+        """CREATE TABLE deliveries (
+            notification_id {text} NOT NULL,
+            attempt BIGINT NOT NULL,
+            attempted_at TIMESTAMPTZ NOT NULL,
+            ok BOOLEAN NOT NULL,
+            status_code BIGINT,
+            error {text},
+            duration_ms {double} NOT NULL,
+            PRIMARY KEY (notification_id, attempt)
+        )""",
+    ],
+    # Metrics (flowdeck.store.metrics_sql): one row per series (project, name, tags), raw
+    # points, rollups per level (width in seconds) with their percentile sketch bins, and
+    # named metric definitions. Times are whole numbers: microseconds for points, seconds
+    # for buckets, so both backends do the same integer arithmetic.
+    3: [
+        """CREATE TABLE metric_series (
+            series_id BIGINT PRIMARY KEY,
+            project {text} NOT NULL,
+            name {text} NOT NULL,
+            tags {json} NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        )""",
+        "CREATE INDEX metric_series_name ON metric_series (project, name)",
+        """CREATE TABLE metric_points (
+            series_id BIGINT NOT NULL,
+            t BIGINT NOT NULL,
+            value {double} NOT NULL
+        )""",
+        "CREATE INDEX metric_points_series ON metric_points (series_id, t)",
+        """CREATE TABLE metric_rollups (
+            series_id BIGINT NOT NULL,
+            level BIGINT NOT NULL,
+            bucket BIGINT NOT NULL,
+            n BIGINT NOT NULL,
+            total {double} NOT NULL,
+            lo {double} NOT NULL,
+            hi {double} NOT NULL,
+            PRIMARY KEY (series_id, level, bucket)
+        )""",
+        """CREATE TABLE metric_sketch_bins (
+            series_id BIGINT NOT NULL,
+            level BIGINT NOT NULL,
+            bucket BIGINT NOT NULL,
+            sign BIGINT NOT NULL,
+            bin BIGINT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (series_id, level, bucket, sign, bin)
+        )""",
+        """CREATE TABLE metric_definitions (
+            name {text} PRIMARY KEY,
+            spec {json} NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )""",
+    ],
 }
 
 LATEST: Final = max(MIGRATIONS)

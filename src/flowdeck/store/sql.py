@@ -34,6 +34,7 @@ from flowdeck.store.base import (
     WritePlan,
 )
 from flowdeck.store.cache import WriteCache
+from flowdeck.store.metrics_sql import MetricsSql
 from flowdeck.store.tallies import Change as TallyChange
 from flowdeck.store.tallies import NeedsRefresh, advance_batch
 
@@ -256,7 +257,7 @@ def batch_from_row(row: Sequence[Any]) -> BatchRow:
     return BatchRow(*row)
 
 
-class SqlStore(Store):
+class SqlStore(MetricsSql, Store):
     """The shared implementation. Subclasses provide connections and the hooks below."""
 
     param_style: ClassVar[str]  # "duckdb" ($name) or "pyformat" (%(name)s)

@@ -1,0 +1,1 @@
+"""Alerting: rules, the pure engine, its store, notifiers and the service that runs them."""

@@ -1,0 +1,15 @@
+"""Report a pipeline's runs to flowdeck from Python.
+
+    from flowdeck.sdk import Client
+
+    client = Client("http://flowdeck:8000", env="prod")
+    with client.run("load_sales", batch_id=20261123) as run:
+        run.rows_read += len(rows)
+
+Needs only the standard library, and never imports the flowdeck server.
+"""
+
+from flowdeck.sdk.client import Batch, Client
+from flowdeck.sdk.run import Run, current_run
+
+__all__ = ["Batch", "Client", "Run", "current_run"]

@@ -1,0 +1,74 @@
+"""The percentile sketch: DataDog's DDSketch (the ``ddsketch`` package) with a logarithmic
+mapping. A sketch is a histogram of bins, so flowdeck keeps the bins as rows
+(``metric_sketch_bins``) and merging two sketches is adding their counts per bin, in SQL.
+
+A value ``v > 0`` falls in bin ``ceil(ln(v) / ln(gamma))`` of the positive side, ``v < 0`` in
+the bin of ``-v`` on the negative side, and values too close to 0 in the zero bin. The store
+computes the bin in SQL with :data:`BIN_MULTIPLIER`; the library reads the quantile back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Final
+
+from ddsketch.ddsketch import BaseDDSketch
+from ddsketch.mapping import LogarithmicMapping
+from ddsketch.store import DenseStore
+
+# Every returned quantile is within 1 % of the true value at that rank.
+RELATIVE_ACCURACY: Final = 0.01
+MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
+BIN_MULTIPLIER: Final = 1.0 / math.log(MAPPING.gamma)
+# Values whose magnitude is at most this count in the zero bin.
+MIN_POSITIVE: Final = float(MAPPING.min_possible)
+# Larger magnitudes have no bin the sketch can read back (about 1.76e308).
+MAX_MAGNITUDE: Final = float(MAPPING.max_possible)
+
+# (sign, bin, count): sign is 1, -1 or 0 (the zero bin, whose bin number is 0).
+Bin = tuple[int, int, int]
+
+
+def bin_sql(value: str) -> tuple[str, str]:
+    """SQL for the (sign, bin) of the double ``value``; parameters ``:kmul`` and ``:kmin``."""
+    sign = f"CASE WHEN {value} > :kmin THEN 1 WHEN {value} < -:kmin THEN -1 ELSE 0 END"
+    key = (
+        f"CASE WHEN abs({value}) > :kmin "
+        f"THEN CAST(ceil(ln(abs({value})) * :kmul) AS BIGINT) ELSE 0 END"
+    )
+    return sign, key
+
+
+def bin_params() -> dict[str, float]:
+    return {"kmul": BIN_MULTIPLIER, "kmin": MIN_POSITIVE}
+
+
+def sketch_of(bins: Iterable[Bin]) -> BaseDDSketch:
+    """A DDSketch holding these bins (counts of one key may repeat: they add up)."""
+    positive, negative = DenseStore(), DenseStore()
+    zero = 0.0
+    for sign, key, count in bins:
+        if sign > 0:
+            positive.add(key, float(count))
+        elif sign < 0:
+            negative.add(key, float(count))
+        else:
+            zero += count
+    return BaseDDSketch(MAPPING, positive, negative, zero)
+
+
+def quantile(bins: Iterable[Bin], q: float) -> float | None:
+    """The value at quantile ``q`` (0..1) of the values these bins count; None when empty.
+    The value at rank ``q * (count - 1)`` is returned within RELATIVE_ACCURACY."""
+    value = sketch_of(bins).get_quantile_value(q)
+    return None if value is None else float(value)
+
+
+def bin_of(value: float) -> tuple[int, int]:
+    """The (sign, bin) of a value, as the SQL of :func:`bin_sql` computes it."""
+    if value > MIN_POSITIVE:
+        return 1, math.ceil(math.log(value) * BIN_MULTIPLIER)
+    if value < -MIN_POSITIVE:
+        return -1, math.ceil(math.log(-value) * BIN_MULTIPLIER)
+    return 0, 0
