@@ -35,6 +35,9 @@ class Settings:
     max_runs_per_request: int = 10_000
     # Upper bound on runs merged into one group commit; more wait for the next one.
     max_group_runs: int = 50_000
+    # How long a group commit may wait for more requests when several clients write at once
+    # (at most half the last commit's duration; 0 turns it off).
+    group_linger_ms: int = 10
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +51,7 @@ class Settings:
             max_runs_per_request=_int_env(
                 "FLOWDECK_MAX_RUNS_PER_REQUEST", base.max_runs_per_request
             ),
+            group_linger_ms=_int_env("FLOWDECK_GROUP_LINGER_MS", base.group_linger_ms),
         )
 
     def resolved_database_url(self, filename: str = "flowdeck.duckdb") -> str:

@@ -59,7 +59,13 @@ def create_app(
         bus = make_bus(store)
         bus.bind(asyncio.get_running_loop())
         bus.start()
-        writer = Writer(store, bus, max_group_runs=settings.max_group_runs, clock=clock)
+        writer = Writer(
+            store,
+            bus,
+            max_group_runs=settings.max_group_runs,
+            max_linger=settings.group_linger_ms / 1000,
+            clock=clock,
+        )
         writer.start()
         svc = Services(settings=settings, store=store, writer=writer, bus=bus, clock=clock)
         app.state.services = svc

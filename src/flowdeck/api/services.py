@@ -21,6 +21,7 @@ class Services:
     clock: Clock
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: FastAPI would run a plain function in its thread pool, a thread hop per request.
     svc: Services = request.app.state.services
     return svc

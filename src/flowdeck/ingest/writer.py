@@ -60,6 +60,8 @@ def run_event(record: RunRecord) -> dict[str, Any]:
 
 
 _STOP = object()
+# A group waits for more requests at most this share of the last commit's duration.
+LINGER_SHARE = 0.5
 
 
 class Writer:
@@ -69,11 +71,13 @@ class Writer:
         bus: EventBus | None = None,
         *,
         max_group_runs: int = 50_000,
+        max_linger: float = 0.010,
         clock: Clock = utc_now,
     ) -> None:
         self.store = store
         self.bus = bus
         self.max_group_runs = max_group_runs
+        self.max_linger = max_linger
         self.clock = clock
         self.stats = WriterStats()
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -116,15 +120,28 @@ class Writer:
     # -- the thread --------------------------------------------------------------------
     def _loop(self) -> None:
         stopping = False
+        # Requests in flight at the end of the last commit: those it answered (their
+        # clients are about to send again) and those that queued meanwhile.
+        in_flight = 0
         while not stopping:
             item = self._queue.get()
             if item is _STOP:
                 break
             group: list[WriteRequest] = [item]
             size = len(item.reports)
+            # With several clients, the ones just answered send again while the writer
+            # already commits the others: two half groups. Lingering a fraction of a commit
+            # for them makes one group of everybody (as PostgreSQL's commit_delay does).
+            deadline = None
+            if in_flight > 1:
+                linger = min(self.max_linger, self.stats.last_commit_seconds * LINGER_SHARE)
+                deadline = time.perf_counter() + linger
             while size < self.max_group_runs:
                 try:
-                    nxt = self._queue.get_nowait()
+                    if deadline is None or len(group) >= in_flight:
+                        nxt = self._queue.get_nowait()
+                    else:
+                        nxt = self._queue.get(timeout=max(deadline - time.perf_counter(), 0))
                 except queue.Empty:
                     break
                 if nxt is _STOP:
@@ -137,6 +154,7 @@ class Writer:
             group = [r for r in group if r.future.set_running_or_notify_cancel()]
             if group:
                 self._commit(group)
+            in_flight = len(group) + self._queue.qsize()
 
     def _commit(self, group: list[WriteRequest]) -> None:
         started = time.perf_counter()
