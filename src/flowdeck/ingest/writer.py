@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +57,11 @@ def run_event(record: RunRecord) -> dict[str, Any]:
         "env": record.env,
         "status": record.status,
     }
+
+
+def unchanged(before: RunRecord | None, after: RunRecord) -> bool:
+    """``after`` says nothing ``before`` did not (but for the time it was said)."""
+    return before is not None and replace(after, updated_at=before.updated_at) == before
 
 
 _STOP = object()
@@ -182,6 +187,13 @@ class Writer:
                 else:
                     state.update(local)
                     accepted.append(request)
+            # A report that changes nothing (a re-post, a re-import) is accepted but not
+            # written again: its run keeps its updated_at and no change is announced.
+            state = {
+                run_id: record
+                for run_id, record in state.items()
+                if not unchanged(existing.get(run_id), record)
+            }
             keys: set[BatchKey] = {(r.project, r.batch_id) for r in state.values()}
             moved = False
             for run_id, record in state.items():
@@ -225,10 +237,11 @@ class Writer:
             request.future.set_exception(error)
         self.stats.commits += 1
         self.stats.requests += len(accepted)
-        self.stats.runs_written += len(set(written))
+        changed = [i for i in dict.fromkeys(written) if i in planned]
+        self.stats.runs_written += len(changed)
         self.stats.last_commit_seconds = time.perf_counter() - started
-        if self.bus is not None and written:
+        if self.bus is not None and changed:
             self.bus.publish(
-                tuple(run_event(planned[i]) for i in dict.fromkeys(written)),
+                tuple(run_event(planned[i]) for i in changed),
                 tuple(batch_out(b) for b in batches),
             )
