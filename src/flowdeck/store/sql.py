@@ -37,8 +37,8 @@ from flowdeck.store.base import (
     WritePlan,
 )
 from flowdeck.store.cache import PipelineUpdate, WriteCache
+from flowdeck.store.tallies import STATUS_COUNT, SUMMED, NeedsRefresh, advance_batch
 from flowdeck.store.tallies import Change as TallyChange
-from flowdeck.store.tallies import NeedsRefresh, advance_batch
 
 RUN_COLUMNS: Final = (
     "run_id",
@@ -95,14 +95,6 @@ _SELECT_RUNS_ANY: Final = f"SELECT {_RUN_SELECT} FROM runs WHERE run_id = ANY(:i
 FEW_IDS: Final = 256
 _INSERT_RUNS: Final = f"INSERT INTO runs ({_RUN_SELECT}) SELECT {_RUN_SELECT} FROM staged_runs"
 
-_COUNTS: Final = {
-    "succeeded": "SUCCESS",
-    "failed": "FAILED",
-    "running": "RUNNING",
-    "pending": "PENDING",
-}
-_SUMS: Final = ("rows_read", "rows_written", "rows_invalid", "rows_inserted", "rows_updated")
-
 
 def batch_aggregates_sql(source: str, updated_at: str) -> str:
     """INSERT INTO batches the aggregates of the runs in ``source`` (a FROM clause naming
@@ -111,9 +103,8 @@ def batch_aggregates_sql(source: str, updated_at: str) -> str:
 INSERT INTO batches ({_BATCH_SELECT})
 SELECT r.project, r.batch_id, min(r.env), min(r.started_at),
        max(r.ended_at), coalesce(min(r.started_at), min(r.created_at)), count(*),
-       {", ".join(f"count(*) FILTER (WHERE r.status = '{s}')" for s in _COUNTS.values())},
-       {", ".join(f"coalesce(sum(r.{c}), 0)" for c in _SUMS)},
-       coalesce(sum(r.dq_errors), 0),
+       {", ".join(f"count(*) FILTER (WHERE r.status = '{s}')" for s in STATUS_COUNT)},
+       {", ".join(f"coalesce(sum(r.{c}), 0)" for c in SUMMED)},
        count(*) FILTER (WHERE r.dq_errors > 0.01 * coalesce(r.rows_read, 0)),
        {updated_at}
 FROM {source}
