@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from flowdeck import __version__
 from flowdeck.api import batches, errors, health, pipelines, runs, stream
+from flowdeck.api.fastpath import IngestFastPath
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services
 from flowdeck.events import EventBus
@@ -87,6 +88,7 @@ def create_app(
         default_response_class=JSON,
     )
     errors.install(app)
+    app.add_middleware(IngestFastPath)
     for module in (runs, batches, pipelines, stream):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(health.router)
