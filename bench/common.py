@@ -654,25 +654,24 @@ class StageTimer:
 # -- instrumentation of the server's ingest path, run in this process -----------------------------
 def classify_sql(query: str) -> str:
     q = " ".join(query.split()).upper()
-    if q.startswith("INSERT INTO RUNS"):
-        return "sql: upsert runs (INSERT .. ON CONFLICT)"
-    if q.startswith("INSERT INTO BATCHES"):
-        return "sql: refresh batches (GROUP BY)"
-    if q.startswith("DELETE FROM BATCHES"):
-        return "sql: prune batches"
-    if q.startswith("SELECT") and "FROM RUNS WHERE RUN_ID IN" in q:
-        return "sql: select existing runs"
-    if q.startswith("SELECT") and "FROM BATCHES B" in q:
-        return "sql: select refreshed batches"
-    if q.startswith("INSERT INTO PIPELINES"):
-        return "sql: upsert pipelines"
-    if "FROM PIPELINES P" in q:
-        return "sql: select pipeline states"
-    if "ROW_NUMBER() OVER" in q and "STAGED_PKEYS" in q:
-        return "sql: recount pipelines"
-    if q.startswith("DELETE FROM PIPELINES"):
-        return "sql: delete pipeline"
-    return "sql: other"
+    rules = (
+        (q.startswith("INSERT INTO RUNS") and "ON CONFLICT" in q, "sql: upsert runs"),
+        (q.startswith("INSERT INTO RUNS"), "sql: insert runs"),
+        (q.startswith("INSERT INTO BATCHES") and "GROUP BY" in q, "sql: count batches (GROUP BY)"),
+        (q.startswith("INSERT INTO BATCHES") and "STAGED_BATCHES" in q, "sql: upsert batches"),
+        (q.startswith("INSERT INTO BATCHES"), "sql: insert a batch"),
+        (q.startswith("UPDATE BATCHES"), "sql: update a batch"),
+        (q.startswith("DELETE FROM BATCHES"), "sql: prune batches"),
+        (q.startswith("SELECT") and "FROM RUNS WHERE RUN_ID" in q, "sql: select existing runs"),
+        (q.startswith("SELECT") and "FROM BATCHES B" in q, "sql: select stored batches"),
+        (q.startswith("INSERT INTO PIPELINES"), "sql: insert new pipelines"),
+        (q.startswith("UPDATE PIPELINES"), "sql: update pipelines"),
+        ("FROM PIPELINES P" in q, "sql: select pipeline states"),
+        ("ROW_NUMBER() OVER" in q and "STAGED_PKEYS" in q, "sql: recount pipelines"),
+        (q.startswith("DELETE FROM PIPELINES"), "sql: delete pipeline"),
+        (q.startswith("SELECT COUNT(*) FROM RUNS WHERE PROJECT"), "sql: failures since"),
+    )
+    return next((name for matched, name in rules if matched), "sql: other")
 
 
 def instrument_store(store: Any, timer: StageTimer) -> None:

@@ -12,8 +12,12 @@ from flowdeck.pipelines import (
     Change,
     NeedsRecount,
     PipelineKey,
+    PipelineState,
+    Streak,
     advance,
+    failures_in,
     key_of,
+    next_streak,
     recount,
     sort_time,
 )
@@ -37,6 +41,7 @@ commits = st.lists(st.lists(reports, min_size=1, max_size=4), min_size=1, max_si
 def replay(batches: list[list[dict[str, Any]]]) -> None:
     stored: dict[str, RunRecord] = {}
     states: dict[PipelineKey, Any] = {}
+    streaks: dict[PipelineKey, Streak] = {}
     for number, batch in enumerate(batches):
         now = T0 + timedelta(hours=number)
         before: dict[str, RunRecord | None] = {}
@@ -62,11 +67,35 @@ def replay(batches: list[list[dict[str, Any]]]) -> None:
             )
 
         for key in keys:
+            streak = streaks.pop(key, None)
+
+            def from_streak(
+                k: PipelineKey,
+                t: Any,
+                streak: Streak | None = streak,
+                changes: list[Change] = changes,
+            ) -> int:
+                # What the writer does when it remembers the streak: no count of the runs.
+                assert streak is not None
+                count = failures_in(streak, k, changes, t)
+                assert count == failures_after(k, t)
+                return count
+
+            state: PipelineState | None
             try:
-                states[key] = advance(key, states.get(key), changes, failures_after)
+                state = advance(
+                    key, states.get(key), changes, failures_after if streak is None else from_streak
+                )
+                if streak is not None:
+                    again = next_streak(streak, key, changes, state)
+                    assert again is not None, (number, key)
+                    streaks[key] = again
             except NeedsRecount:
-                states[key] = recount(key, stored.values())
-            assert states[key] == recount(key, stored.values()), (number, key)
+                state = recount(key, stored.values())
+            states[key] = state
+            assert state == recount(key, stored.values()), (number, key)
+            if state is not None and key not in streaks and state.consecutive_failures == 0:
+                streaks[key] = {}
 
 
 @settings(max_examples=400)

@@ -181,3 +181,37 @@ def _state(
         last_success_at=success_at,
         consecutive_failures=failures,
     )
+
+
+# The failed runs after a pipeline's last success (run_id -> start): what the writer may keep
+# beside the state so that a success arriving late needs no count of the stored runs.
+Streak = dict[str, datetime]
+
+
+def _with_changes(streak: Streak, key: PipelineKey, changes: Sequence[Change]) -> Streak:
+    merged = dict(streak)
+    for _, new in changes:
+        if key_of(new) == key:
+            merged.pop(new.run_id, None)
+            if new.status == FAILED:
+                merged[new.run_id] = sort_time(new)
+    return merged
+
+
+def failures_in(streak: Streak, key: PipelineKey, changes: Sequence[Change], t: datetime) -> int:
+    """``failures_after(key, t)`` from the streak before ``changes`` (t not before the last
+    success): every failed run after t is in the streak or among the changes."""
+    return sum(1 for s in _with_changes(streak, key, changes).values() if s > t)
+
+
+def next_streak(
+    streak: Streak, key: PipelineKey, changes: Sequence[Change], state: PipelineState
+) -> Streak | None:
+    """The streak after ``changes`` led to ``state``; None when it does not add up."""
+    since = state.last_success_t
+    out = {
+        rid: t
+        for rid, t in _with_changes(streak, key, changes).items()
+        if since is None or t > since
+    }
+    return out if len(out) == state.consecutive_failures else None

@@ -398,3 +398,17 @@ def test_stored_numbers_equal_a_count_after_many_small_commits(
         assert row == expected
     for state in store.list_pipelines():
         assert state == recount(state.key, runs)
+
+
+def test_a_report_that_changes_nothing_is_not_written_again(
+    store: Store, writer: Writer, clock: FixedClock
+) -> None:
+    writer.submit([run("load", rows_read=10)]).result()
+    first = store.get_run("b1:load")
+    clock.now += timedelta(hours=1)
+    assert writer.submit([run("load", rows_read=10)]).result() == ["b1:load"]
+    assert store.get_run("b1:load") == first  # updated_at too
+    assert writer.stats.runs_written == 1
+    writer.submit([run("load", rows_read=11)]).result()
+    assert store.get_run("b1:load").updated_at == clock.now
+    assert writer.stats.runs_written == 2

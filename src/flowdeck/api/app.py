@@ -23,6 +23,7 @@ from flowdeck.api import quality as quality_api
 from flowdeck.api import sources as sources_api
 from flowdeck.api import trends as trends_api
 from flowdeck.api import ws as ws_api
+from flowdeck.api.fastpath import IngestFastPath
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services
 from flowdeck.events import EventBus
@@ -69,7 +70,13 @@ def create_app(
         bus = make_bus(store)
         bus.bind(asyncio.get_running_loop())
         bus.start()
-        writer = Writer(store, bus, max_group_runs=settings.max_group_runs, clock=clock)
+        writer = Writer(
+            store,
+            bus,
+            max_group_runs=settings.max_group_runs,
+            max_linger=settings.group_linger_ms / 1000,
+            clock=clock,
+        )
         writer.start()
         svc = Services(settings=settings, store=store, writer=writer, bus=bus, clock=clock)
         app.state.services = svc
@@ -102,6 +109,7 @@ def create_app(
         default_response_class=JSON,
     )
     errors.install(app)
+    app.add_middleware(IngestFastPath)
     for module in (runs, batches, pipelines, stream):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(lineage_api.router, prefix="/api/v1")

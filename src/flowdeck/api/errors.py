@@ -28,10 +28,27 @@ def problem_body(problems: list[FieldProblem]) -> dict[str, object]:
     }
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(InvalidInput)
-    async def invalid(_request: Request, exc: InvalidInput) -> Response:
+def domain_response(exc: Exception) -> Response | None:
+    """The response for a domain error (None for any other exception)."""
+    if isinstance(exc, InvalidInput):
         return JSON(problem_body(exc.problems), status_code=422)
+    if isinstance(exc, NotFound):
+        return JSON({"message": str(exc)}, status_code=404)
+    if isinstance(exc, StoreUnavailable):
+        return JSON({"message": f"database unavailable: {exc}"}, status_code=503)
+    if isinstance(exc, ApiError):
+        return JSON({"message": exc.message}, status_code=exc.status)
+    return None
+
+
+def install(app: FastAPI) -> None:
+    async def domain_error(_request: Request, exc: Exception) -> Response:
+        response = domain_response(exc)
+        assert response is not None, exc
+        return response
+
+    for kind in (InvalidInput, NotFound, StoreUnavailable, ApiError):
+        app.add_exception_handler(kind, domain_error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_params(_request: Request, exc: RequestValidationError) -> Response:
@@ -44,18 +61,6 @@ def install(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         return JSON(problem_body(problems), status_code=422)
-
-    @app.exception_handler(NotFound)
-    async def not_found(_request: Request, exc: NotFound) -> Response:
-        return JSON({"message": str(exc)}, status_code=404)
-
-    @app.exception_handler(StoreUnavailable)
-    async def unavailable(_request: Request, exc: StoreUnavailable) -> Response:
-        return JSON({"message": f"database unavailable: {exc}"}, status_code=503)
-
-    @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> Response:
-        return JSON({"message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:

@@ -56,6 +56,11 @@ _BODY_DOC: dict[str, Any] = {
     responses={413: {"description": "too large"}, 415: {"description": "not JSON"}},
 )
 async def post_runs(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
+    return await ingest(request, svc)
+
+
+async def ingest(request: Request, svc: Services) -> Response:
+    """POST /api/v1/runs itself (also reached without FastAPI's routing: see fastpath.py)."""
     body = await read_json(request, svc.settings.max_body_bytes)
     try:
         limit = svc.settings.max_runs_per_request

@@ -25,6 +25,7 @@ class Services:
     metric_compactor: Compactor | None = None  # metrics retention, while running
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: FastAPI would run a plain function in its thread pool, a thread hop per request.
     svc: Services = request.app.state.services
     return svc

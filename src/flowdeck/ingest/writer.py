@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -62,6 +62,11 @@ def run_event(record: RunRecord) -> dict[str, Any]:
     }
 
 
+def unchanged(before: RunRecord | None, after: RunRecord) -> bool:
+    """``after`` says nothing ``before`` did not (but for the time it was said)."""
+    return before is not None and replace(after, updated_at=before.updated_at) == before
+
+
 _STOP = object()
 # Queued beside the run requests: "metric jobs are waiting" (see _take).
 _METRICS = object()
@@ -81,6 +86,10 @@ class MetricJob:
     future: Future[Any] = field(default_factory=Future)
 
 
+# A group waits for more requests at most this share of the last commit's duration.
+LINGER_SHARE = 0.5
+
+
 class Writer:
     def __init__(
         self,
@@ -88,11 +97,13 @@ class Writer:
         bus: EventBus | None = None,
         *,
         max_group_runs: int = 50_000,
+        max_linger: float = 0.010,
         clock: Clock = utc_now,
     ) -> None:
         self.store = store
         self.bus = bus
         self.max_group_runs = max_group_runs
+        self.max_linger = max_linger
         self.clock = clock
         self.stats = WriterStats()
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -178,6 +189,14 @@ class Writer:
                 return item
             self._run_metric_jobs()
 
+    def _take_until(self, deadline: float) -> Any:
+        """The next run request if one comes before ``deadline`` (else queue.Empty)."""
+        while True:
+            item = self._queue.get(timeout=max(deadline - time.perf_counter(), 0))
+            if item is not _METRICS:
+                return item
+            self._run_metric_jobs()
+
     def _run_metric_jobs(self) -> None:
         points: list[MetricJob] = []
         size = 0
@@ -241,15 +260,28 @@ class Writer:
     # -- the thread --------------------------------------------------------------------
     def _loop(self) -> None:
         stopping = False
+        # Requests in flight at the end of the last commit: those it answered (their
+        # clients are about to send again) and those that queued meanwhile.
+        in_flight = 0
         while not stopping:
             item = self._take()
             if item is _STOP:
                 break
             group: list[WriteRequest] = [item]
             size = len(item.reports)
+            # With several clients, the ones just answered send again while the writer
+            # already commits the others: two half groups. Lingering a fraction of a commit
+            # for them makes one group of everybody (as PostgreSQL's commit_delay does).
+            deadline = None
+            if in_flight > 1:
+                linger = min(self.max_linger, self.stats.last_commit_seconds * LINGER_SHARE)
+                deadline = time.perf_counter() + linger
             while size < self.max_group_runs:
                 try:
-                    nxt = self._take_nowait()
+                    if deadline is None or len(group) >= in_flight:
+                        nxt = self._take_nowait()
+                    else:
+                        nxt = self._take_until(deadline)
                 except queue.Empty:
                     break
                 if nxt is _STOP:
@@ -262,6 +294,7 @@ class Writer:
             group = [r for r in group if r.future.set_running_or_notify_cancel()]
             if group:
                 self._commit(group)
+            in_flight = len(group) + self._queue.qsize()
 
     def _commit(self, group: list[WriteRequest]) -> None:
         started = time.perf_counter()
@@ -289,6 +322,13 @@ class Writer:
                 else:
                     state.update(local)
                     accepted.append(request)
+            # A report that changes nothing (a re-post, a re-import) is accepted but not
+            # written again: its run keeps its updated_at and no change is announced.
+            state = {
+                run_id: record
+                for run_id, record in state.items()
+                if not unchanged(existing.get(run_id), record)
+            }
             keys: set[BatchKey] = {(r.project, r.batch_id) for r in state.values()}
             moved = False
             for run_id, record in state.items():
@@ -332,10 +372,11 @@ class Writer:
             request.future.set_exception(error)
         self.stats.commits += 1
         self.stats.requests += len(accepted)
-        self.stats.runs_written += len(set(written))
+        changed = [i for i in dict.fromkeys(written) if i in planned]
+        self.stats.runs_written += len(changed)
         self.stats.last_commit_seconds = time.perf_counter() - started
-        if self.bus is not None and written:
+        if self.bus is not None and changed:
             self.bus.publish(
-                tuple(run_event(planned[i]) for i in dict.fromkeys(written)),
+                tuple(run_event(planned[i]) for i in changed),
                 tuple(batch_out(b) for b in batches),
             )

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from flowdeck.pipelines import PipelineKey, PipelineState
+from flowdeck.pipelines import PipelineKey, PipelineState, Streak
 from flowdeck.store.base import BatchKey, BatchRow
 
 K = TypeVar("K")
@@ -41,30 +42,49 @@ class Recent(Generic[K, V]):
         return len(self._items)
 
 
+@dataclass(slots=True)
+class PipelineUpdate:
+    """What one commit did to the pipelines' states."""
+
+    states: list[PipelineState]
+    removed: list[PipelineKey]  # left without runs
+    # The failed runs after each one's last success, where known (None: not known).
+    streaks: dict[PipelineKey, Streak | None]
+
+
+# A streak longer than this is not kept: the stored runs are counted instead.
+LONGEST_STREAK = 1000
+
+
 class WriteCache:
     def __init__(self, batches: int = 4096, pipelines: int = 65536) -> None:
         self.batches: Recent[BatchKey, BatchRow] = Recent(batches)
         self.pipelines: Recent[PipelineKey, PipelineState] = Recent(pipelines)
+        self.streaks: Recent[PipelineKey, Streak] = Recent(pipelines)
 
     def remember(
-        self,
-        states: Iterable[PipelineState],
-        removed: Iterable[PipelineKey],
-        batches: Iterable[BatchRow],
-        touched: Iterable[BatchKey],
+        self, pipelines: PipelineUpdate, batches: Iterable[BatchRow], touched: Iterable[BatchKey]
     ) -> None:
-        """After a commit: its pipeline states and batch rows; ``removed`` pipelines and the
-        ``touched`` batch keys (those a run left; removed when no row came back) are dropped
-        first."""
-        for pkey in removed:
+        """After a commit: its pipeline states and batch rows. Removed pipelines and the
+        ``touched`` batch keys (those a run left: removed when no row came back) go first."""
+        for pkey in pipelines.removed:
             self.pipelines.drop(pkey)
+            self.streaks.drop(pkey)
         for bkey in touched:
             self.batches.drop(bkey)
-        for state in states:
+        for state in pipelines.states:
             self.pipelines.put(state.key, state)
+            streak = pipelines.streaks.get(state.key)
+            if streak is None and state.consecutive_failures == 0:
+                streak = {}
+            if streak is None or len(streak) > LONGEST_STREAK:
+                self.streaks.drop(state.key)
+            else:
+                self.streaks.put(state.key, streak)
         for row in batches:
             self.batches.put(row.key, row)
 
     def clear(self) -> None:
         self.batches.clear()
         self.pipelines.clear()
+        self.streaks.clear()

@@ -114,6 +114,11 @@ class DuckDBStore(SqlStore):
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.Lock()
+        # Reads under way, so that close() lets them finish: a cursor closed while another
+        # thread runs a query on it fails that query with "connection is busy".
+        self._reading = 0
+        self._idle = threading.Condition(self._lock)
+        self._closed = False
         self._writer = self._db.cursor()
         self._write_cache = WriteCache()
 
@@ -128,7 +133,17 @@ class DuckDBStore(SqlStore):
 
     @contextmanager
     def reader(self) -> Iterator[Cursor]:
-        yield self._cursor()
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("duckdb: the store is closed")
+            self._reading += 1
+        try:
+            yield self._cursor()
+        finally:
+            with self._lock:
+                self._reading -= 1
+                if not self._reading:
+                    self._idle.notify_all()
 
     @contextmanager
     def write_transaction(self) -> Iterator[Cursor]:
@@ -170,8 +185,11 @@ class DuckDBStore(SqlStore):
         assert isinstance(cur, duckdb.DuckDBPyConnection)
         cur.register(name, table)
 
-    def close(self) -> None:
+    def close(self, wait: float = 10.0) -> None:
+        """Close once the reads under way have finished (at most ``wait`` seconds)."""
         with self._lock:
+            self._closed = True
+            self._idle.wait_for(lambda: not self._reading, timeout=wait)
             for cur in self._cursors:
                 cur.close()
             self._cursors.clear()
