@@ -5,8 +5,10 @@
 
 Each step is a run in one batch: RUNNING when it starts, SUCCESS or FAILED (with the
 exception's message) when it ends, with its row counts, custom stats, duration, CPU time
-and peak memory. If flowdeck is down, nothing here waits or fails: the reports wait in a
-spool folder and are sent when flowdeck is back.
+and peak memory. Beside the runs it sends metric points (a counter, a gauge and a
+histogram): query them at /api/v1/metrics/query or open /metrics-explorer. If flowdeck is
+down, nothing here waits or fails: the reports and points wait in a spool folder and are
+sent when flowdeck is back.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ def extract(batch_id: str) -> list[dict[str, int]]:
         rows = [{"order_id": i, "amount": random.randint(1, 500)} for i in range(10_000)]
         run.rows_read += len(rows)
         run.custom_stats["max_amount"] = max(r["amount"] for r in rows)
+        # Metric points: buffered, sent in the background every few seconds.
+        client.counter("orders.extracted", len(rows), tags={"source": "shop"})
+        for r in rows:
+            client.histogram("orders.amount", r["amount"], tags={"source": "shop"})
+        client.gauge("orders.queue_depth", random.randint(0, 40), tags={"queue": "orders"})
         return rows
 
 
@@ -63,7 +70,7 @@ def main() -> int:
         publish()
     except RuntimeError as exc:
         print(f"publish_report failed as intended: {exc}", file=sys.stderr)
-    sent = client.flush(timeout=5)
+    sent = client.flush(timeout=5)  # runs and metric points
     print(f"batch {batch.batch_id}: reported to {client.url}" if sent else "flowdeck busy")
     if client.spooled:
         print(f"flowdeck unreachable: {client.spooled} reports spooled for later")

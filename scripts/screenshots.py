@@ -147,6 +147,10 @@ def pages(base: str) -> dict[str, str]:
         "channels": "/channels",
         "sources": "/sources?env=prod&field=sku_count",
         "sources-retailer": "/sources?by=retailer&env=prod&field=sku_count",
+        "explore": "/explore?metric=runs.duration_s&aggregation=p95&group_by=env&since=7d",
+        "explore-runs-by-status": (
+            "/explore?metric=runs.count&group_by=status&since=30d&step=1d&chart=bar"
+        ),
     }
     firing = get_json(f"{base}/api/v1/alerts?state=firing")["items"]
     if firing:
@@ -160,7 +164,7 @@ def pages(base: str) -> dict[str, str]:
 
 def shoot(page: Page, url: str, path: Path) -> None:
     page.goto(url)
-    charts = ("/trends", "/runs/", "/sources/")
+    charts = ("/trends", "/runs/", "/sources/", "/explore")
     page.wait_for_load_state("networkidle") if any(c in url for c in charts) else None
     page.wait_for_timeout(400)  # charts finish drawing
     page.screenshot(path=str(path), full_page=True)

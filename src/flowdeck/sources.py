@@ -154,23 +154,34 @@ def _pipeline_source(
     }
 
 
-def _group(label: str, value: str, members: list[dict[str, Any]]) -> dict[str, Any]:
-    """A label value's pipelines as one source: the worst of each, the field summed per
-    batch."""
-    successes = [m["last_success_at"] for m in members if m["last_success_at"] is not None]
+def _batches(members: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The members' trends merged per batch, oldest first: the field summed, the worst
+    status, and how many of the members' runs (and failed ones) the batch has."""
     per_batch: dict[str, dict[str, Any]] = {}
     for m in members:
         for point in m["trend"]:
             b = per_batch.setdefault(
                 point["batch_id"],
-                {**point, "value": None, "status": "SUCCESS"},
+                {**point, "value": None, "status": "SUCCESS", "runs": 0, "failed": 0},
             )
             b["t"] = min(b["t"], point["t"])
+            b["runs"] += 1
+            b["failed"] += point["status"] == "FAILED"
             if point["value"] is not None:
                 b["value"] = (b["value"] or 0.0) + point["value"]
             if _STATUS_ORDER[point["status"]] < _STATUS_ORDER[b["status"]]:
                 b["status"] = point["status"]
-    trend = sorted(per_batch.values(), key=lambda p: (p["t"], p["batch_id"]))[-LIST_RUNS:]
+    return sorted(per_batch.values(), key=lambda p: (p["t"], p["batch_id"]))
+
+
+def _group(label: str, value: str, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """A label value's pipelines as one source: the worst of each, the field summed per
+    batch."""
+    successes = [m["last_success_at"] for m in members if m["last_success_at"] is not None]
+    trend = [
+        {k: p[k] for k in ("t", "value", "status", "batch_id")}
+        for p in _batches(members)[-LIST_RUNS:]
+    ]
     latest_ok = next(
         (p["value"] for p in reversed(trend) if p["status"] == "SUCCESS" and p["value"]), None
     )
@@ -318,4 +329,68 @@ def get_source(
         if r.status == "FAILED"
     ]
     del out["trend"]
+    return out
+
+
+def get_source_group(
+    store: Store,
+    rules: Sequence[Rule],
+    now: datetime,
+    label: str,
+    value: str,
+    *,
+    field: str = "rows_written",
+    project: str | None = None,
+    env: str | None = None,
+    limit: int = DETAIL_RUNS,
+) -> dict[str, Any]:
+    """The pipelines whose last run carries ``label=value`` (``(none)``: without the label),
+    as one source: each pipeline's state, the field summed per batch over their last
+    ``limit`` runs each (oldest first), and their failures (newest first)."""
+    name = check_label(label)
+    if name is None:
+        raise InvalidInput(
+            [FieldProblem("label", "must be a label name such as retailer; got 'pipeline'")]
+        )
+    check_field(field)
+    found: dict[tuple[str, str], list[PipelineState]] = {}
+    for state in store.list_pipelines(project=project, env=env):
+        # Membership as on the list: the labels of the pipeline's last run.
+        last = store.list_pipeline_runs(state.project, state.pipeline, state.env, 1)
+        if last and last[0].labels.get(name, NO_LABEL) == value:
+            found.setdefault((state.project, state.env), []).append(state)
+    if not found:
+        raise NotFound("source", f"{name}={value}")
+    if len(found) > 1:
+        where = ", ".join(sorted(f"{p}/{e}" for p, e in found))
+        raise InvalidInput([FieldProblem("env", f"{name} {value!r} runs in {where}: choose one")])
+    look = Lookup(store, rules, now)
+    members: list[dict[str, Any]] = []
+    keys: set[str] = set()
+    failures: list[dict[str, Any]] = []
+    for state in next(iter(found.values())):
+        runs = store.list_pipeline_runs(state.project, state.pipeline, state.env, limit)
+        keys |= numeric_keys(runs)
+        members.append(_pipeline_source(look, state, runs, field))
+        failures += [
+            {
+                "pipeline": r.pipeline,
+                "run_id": r.run_id,
+                "batch_id": r.batch_id,
+                "t": r.started_at or r.created_at,
+                "ended_at": r.ended_at,
+                "error_message": r.error_message,
+            }
+            for r in runs
+            if r.status == "FAILED"
+        ]
+    out = _group(name, value, members)
+    del out["trend"]
+    out["field"] = field
+    out["fields"] = [*STANDARD_FIELDS, *sorted(keys - set(STANDARD_FIELDS))]
+    out["sources"] = [
+        {k: v for k, v in m.items() if k != "trend"} for m in sorted(members, key=_order)
+    ]
+    out["history"] = _batches(members)
+    out["failure_history"] = sorted(failures, key=lambda f: (f["t"], f["run_id"]), reverse=True)
     return out

@@ -1,8 +1,10 @@
 """Real receivers for notifications: an HTTP server standing in for Slack, Teams, PagerDuty,
-Opsgenie and generic webhooks, and an SMTP server (aiosmtpd)."""
+Opsgenie and generic webhooks, and an SMTP server (aiosmtpd), plain, with STARTTLS or with
+implicit TLS."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -109,14 +111,24 @@ class SmtpReceiver:
     messages: list[Message] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
+    # Per message: whether the session that sent it was encrypted.
+    encrypted: list[bool] = field(default_factory=list)
 
 
 @contextmanager
-def smtp_receiver(auth: tuple[str, str] | None = None) -> Iterator[SmtpReceiver]:
+def smtp_receiver(
+    auth: tuple[str, str] | None = None,
+    *,
+    tls: str = "none",
+    context: ssl.SSLContext | None = None,
+) -> Iterator[SmtpReceiver]:
+    """``tls``: ``none``, ``starttls`` (offered and required before mail and AUTH) or
+    ``ssl`` (implicit TLS from the first byte), with the server ``context``."""
     receiver = SmtpReceiver()
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            receiver.encrypted.append(server.transport.get_extra_info("ssl_object") is not None)
             receiver.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             receiver.messages.append(message_from_bytes(envelope.content))
             return "250 OK"
@@ -126,12 +138,18 @@ def smtp_receiver(auth: tuple[str, str] | None = None) -> Iterator[SmtpReceiver]
 
         login = (data.login.decode(), data.password.decode())
         receiver.logins.append(login)
-        return AuthResult(success=auth is not None and login == auth)
+        # handled=False: aiosmtpd answers a refusal with 535 itself (else it says nothing).
+        return AuthResult(success=auth is not None and login == auth, handled=False)
 
     kwargs: dict[str, Any] = {}
     if auth is not None:
-        # Plain-text AUTH on a local test server (no TLS certificate to make).
-        kwargs = {"authenticator": authenticator, "auth_require_tls": False}
+        # Without TLS, plain-text AUTH on a local test server. aiosmtpd counts only STARTTLS
+        # as TLS (not an implicit-TLS listener), so only then may it insist on it.
+        kwargs = {"authenticator": authenticator, "auth_require_tls": tls == "starttls"}
+    if tls == "starttls":
+        kwargs.update(tls_context=context, require_starttls=True)
+    elif tls == "ssl":
+        kwargs.update(ssl_context=context)
     controller = Controller(Handler(), hostname="127.0.0.1", port=free_port(), **kwargs)
     controller.start()
     receiver.port = controller.port

@@ -1,5 +1,5 @@
 """The alerting API: CRUD of rules and channels, file-defined ones read-only, alerts,
-acknowledgement, silences, notifications and the runbook."""
+acknowledgement, silences, notifications and the runbook (a page, and its Markdown)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from flowdeck.alerts import runbook
+from flowdeck.alerts.rules import KINDS
 from tests.alerts.receivers import HttpReceiver, http_receiver
 from tests.api.conftest import MakeClient, as_json, services_of
 from tests.conftest import T0, FixedClock, run
@@ -215,19 +217,40 @@ def test_alerts_acknowledge_silences_and_notification_centre(
     assert {h["rule"] for h in history} == {"two", "file-rule"}
 
 
-def test_the_runbook_is_served(api: TestClient) -> None:
+def test_the_runbook_is_a_page_with_an_anchor_per_rule_kind(api: TestClient) -> None:
     page = api.get("/runbook")
     assert page.status_code == 200
-    assert page.headers["content-type"] == "text/markdown; charset=utf-8"
-    for kind in (
-        "consecutive_failures",
-        "stale",
-        "volume_drop",
-        "dq_error_rate",
-        "batch_health",
-        "long_running",
-    ):
-        assert f"## {kind}" in page.text
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert '<h1 id="flowdeck-alert-runbook">flowdeck alert runbook</h1>' in page.text
+    assert '<a href="/runbook" aria-current="page">Runbook</a>' in page.text  # the layout
+    # Notifications link to <runbook>#<kind>: each kind's heading carries that id.
+    for kind in KINDS:
+        assert f'<h2 id="{kind}">{kind}</h2>' in page.text
+        assert f'<a href="#{kind}">{kind}</a>' in page.text  # the contents
+    assert '<h2 id="a-channel-that-keeps-failing">' in page.text
+    assert '<pre><code class="language-bash">curl -s -X POST' in page.text
+    assert "<li><strong>Is it known?</strong>" in page.text
+
+
+def test_the_runbook_markdown_is_still_served(api: TestClient) -> None:
+    raw = api.get("/runbook.md")
+    assert raw.status_code == 200
+    assert raw.headers["content-type"] == "text/markdown; charset=utf-8"
+    assert raw.text.startswith("# flowdeck alert runbook\n")
+    for kind in KINDS:
+        assert f"\n## {kind}\n" in raw.text
+    assert "/runbook.md" in api.get("/openapi.json").json()["paths"]
+
+
+def test_runbook_rendering_escapes_html_and_numbers_repeated_headings() -> None:
+    rendered = runbook.render(
+        "# A title\n\n## Check <b>this</b>\n\n## Check this\n\n<script>x</script>\n"
+    )
+    assert [h.anchor for h in rendered.headings] == ["a-title", "check-bthisb", "check-this"]
+    assert "<script>" not in rendered.html
+    assert "&lt;script&gt;x&lt;/script&gt;" in rendered.html
+    again = runbook.render("## stale\n\n## stale\n")
+    assert [h.anchor for h in again.headings] == ["stale", "stale-1"]
 
 
 def test_a_bad_alerts_file_stops_the_start(make_client: MakeClient, tmp_path: Path) -> None:

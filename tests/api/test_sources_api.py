@@ -1,5 +1,6 @@
-"""GET /api/v1/sources and /api/v1/sources/{pipeline} on both backends: freshness against
-the stale rules' max_age (else 4 h), failures, trends of a chosen field, label groups."""
+"""GET /api/v1/sources, /api/v1/sources/{pipeline} and /api/v1/sources/by/{label}/{value} on
+both backends: freshness against the stale rules' max_age (else 4 h), failures, trends of a
+chosen field, label groups and a label value's own source."""
 
 from __future__ import annotations
 
@@ -142,8 +143,120 @@ def test_sources_refuse_bad_input_by_name(api: TestClient) -> None:
     )
 
 
+def test_a_label_value_as_one_source(api: TestClient) -> None:
+    body = api.get("/api/v1/sources/by/retailer/globex?field=sku_count").json()
+    assert (body["key"], body["label"], body["env"]) == ("globex", "retailer", "prod")
+    assert body["members"] == ["globex_promo", "globex_sku"]
+    assert body["field"] == "sku_count"
+    assert {"sku_count", "promo_count"} <= set(body["fields"]) and "note" not in body["fields"]
+    assert body["stale"] is True and body["stale_pipelines"] == 1
+    # Each pipeline with its state, the stale one first.
+    assert [(p["pipeline"], p["stale"], p["status"]) for p in body["sources"]] == [
+        ("globex_sku", True, "SUCCESS"),
+        ("globex_promo", False, "SUCCESS"),
+    ]
+    assert body["sources"][0]["stale_after_s"] == 6 * 3600
+    assert "trend" not in body["sources"][0]
+    assert [(h["batch_id"], h["value"], h["runs"]) for h in body["history"]] == [
+        ("b8", 2000, 1),
+        ("b9", 2000, 1),
+        ("b10", None, 1),
+    ]
+    assert body["failure_history"] == []
+    acme = api.get("/api/v1/sources/by/retailer/acme?env=prod&field=rows_written").json()
+    assert [(h["batch_id"], h["value"], h["status"]) for h in acme["history"]] == [
+        ("b6", 504, "SUCCESS"),
+        ("b7", 503, "SUCCESS"),
+        ("b8", 502, "SUCCESS"),
+        ("b9", 990, "FAILED"),
+    ]
+    assert acme["history"][-1]["failed"] == 1
+    (failure,) = acme["failure_history"]
+    assert failure["pipeline"] == "acme_sku"
+    assert failure["run_id"] == "b9:acme_sku"
+    assert failure["error_message"] == "supplier feed missing"
+    assert acme["status"] == "FAILED" and acme["consecutive_failures"] == 1
+    # The list's row and the group's source agree on what they share.
+    listed = api.get("/api/v1/sources?by=retailer&field=rows_written").json()["items"][0]
+    assert listed["key"] == "acme"
+    for key in ("status", "stale", "stale_pipelines", "last_success_at", "failures", "members"):
+        assert listed[key] == acme[key], key
+
+
+def test_a_label_value_sums_the_field_per_batch(api: TestClient) -> None:
+    reports = [
+        as_json(
+            run(
+                pipeline,
+                batch_id=batch,
+                started_at=T0 + timedelta(minutes=minute),
+                ended_at=T0 + timedelta(minutes=minute + 5),
+                custom_stats={"sku_count": skus},
+                labels={"retailer": "initech/eu"},
+                status=status,
+            )
+        )
+        for pipeline, batch, minute, skus, status in [
+            ("ini_a", "n1", 0, 100, "SUCCESS"),
+            ("ini_b", "n1", 3, 40, "FAILED"),
+            ("ini_a", "n2", 60, 110, "SUCCESS"),
+            ("ini_b", "n2", 61, 45, "SUCCESS"),
+        ]
+    ]
+    assert api.post("/api/v1/runs", json=reports).status_code == 200
+    # A value with a slash, quoted in the URL.
+    body = api.get("/api/v1/sources/by/retailer/initech%2Feu?field=sku_count").json()
+    assert [
+        (h["batch_id"], h["value"], h["status"], h["runs"], h["failed"]) for h in body["history"]
+    ] == [
+        ("n1", 140, "FAILED", 2, 1),
+        ("n2", 155, "SUCCESS", 2, 0),
+    ]
+    assert body["history"][0]["t"] == "2026-11-20T01:00:00Z"  # T0: the earlier of the two
+    assert body["latest_value"] == 155
+    assert [f["pipeline"] for f in body["failure_history"]] == ["ini_b"]
+
+
+def test_a_label_value_refuses_bad_input_by_name(api: TestClient) -> None:
+    missing = api.get("/api/v1/sources/by/retailer/nope")
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "source 'retailer=nope' not found"
+    assert api.get("/api/v1/sources/by/region/acme").status_code == 404
+    by = api.get("/api/v1/sources/by/pipeline/acme")
+    assert by.status_code == 422
+    assert by.json()["message"] == "label: must be a label name such as retailer; got 'pipeline'"
+    bad = api.get("/api/v1/sources/by/a b/acme")
+    assert bad.status_code == 422
+    assert bad.json()["message"] == (
+        "by: must be pipeline or a label name such as retailer; got 'a b'"
+    )
+    field = api.get("/api/v1/sources/by/retailer/acme?field=sku count")
+    assert field.status_code == 422
+    assert field.json()["message"].startswith("field: must be rows_written")
+    dev = run("acme_dev", batch_id="d1", env="dev", labels={"retailer": "acme"})
+    loose = run("loose", batch_id="d1", env="dev")
+    assert api.post("/api/v1/runs", json=[as_json(dev), as_json(loose)]).status_code == 200
+    ambiguous = api.get("/api/v1/sources/by/retailer/acme")
+    assert ambiguous.status_code == 422
+    assert ambiguous.json()["message"] == (
+        "env: retailer 'acme' runs in default/dev, default/prod: choose one"
+    )
+    dev_only = api.get("/api/v1/sources/by/retailer/acme?env=dev").json()
+    assert dev_only["members"] == ["acme_dev"]
+    # The pipelines without the label, as the list groups them.
+    none = api.get("/api/v1/sources/by/retailer/(none)?env=dev").json()
+    assert none["members"] == ["loose"]
+
+
 def test_sources_are_in_openapi(api: TestClient) -> None:
     paths = api.get("/openapi.json").json()["paths"]
     assert paths["/api/v1/sources"]["get"]["summary"] == "Sources: freshness and trends"
     params = {p["name"] for p in paths["/api/v1/sources/{pipeline}"]["get"]["parameters"]}
     assert params == {"pipeline", "field", "project", "env"}
+    group = paths["/api/v1/sources/by/{label}/{value}"]["get"]
+    assert {p["name"] for p in group["parameters"]} == {"label", "value", "field", "project", "env"}
+    assert group["summary"] == (
+        "One label value as a source: its pipelines, summed trend and failures"
+    )
+    schema = group["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/SourceGroupDetail"}

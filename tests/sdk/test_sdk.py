@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,19 @@ def test_the_example_runs(base: str, tmp_path: Path) -> None:
     assert (summary["total"], summary["succeeded"], summary["failed"]) == (4, 3, 1)
     assert summary["env"] == "dev"
     assert summary["dq_errors"] > 0
+    now = datetime.now(UTC)
+    body = {
+        "metric": "orders.extracted",
+        "aggregation": "sum",
+        "start": (now - timedelta(hours=1)).isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat(),
+        "step": "1d",
+        "group_by": ["source"],
+    }
+    series = httpx2.post(f"{base}/api/v1/metrics/query", json=body).json()["series"]
+    assert [(s["tags"], [p[1] for p in s["points"]]) for s in series] == [
+        ({"source": "shop"}, [10_000])
+    ]
+    body |= {"metric": "orders.amount", "aggregation": "count"}
+    series = httpx2.post(f"{base}/api/v1/metrics/query", json=body).json()["series"]
+    assert sum(p[1] for p in series[0]["points"]) == 10_000

@@ -1,7 +1,8 @@
 """Alerting's pages and the sources pages in a real browser against a real server started
 with an alerts file: the bell follows the change stream, notifications are marked read,
 an alert is acknowledged and silenced from its page, a channel's test button shows the
-delivery, stale sources stand out; axe-core and narrow screens."""
+delivery, stale sources stand out and a label value opens its own page, the runbook's
+anchors; axe-core and narrow screens."""
 
 from __future__ import annotations
 
@@ -227,6 +228,24 @@ def test_sources_highlight_the_stale_one_and_open_its_trends(page: Page) -> None
     acme = page.locator("tbody tr").filter(has_text="acme (1 pipeline)")
     expect(acme).to_contain_text("Fresh")
     expect(page.locator("tr.stale").first).to_contain_text("(none)")  # feed_stale: no retailer
+    # A label value has its own page: its pipelines, the summed trend, its failures.
+    acme.get_by_role("link", name="acme", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/sources/by/retailer/acme\?env=prod&.*field=sku_count"))
+    expect(page.locator("h1")).to_contain_text("acme")
+    member = page.locator("tbody tr").filter(has=page.get_by_role("link", name="feed_daily"))
+    expect(member).to_contain_text("Fresh")
+    expect(page.locator("#fail-h")).to_contain_text("1 of the last 7 runs")
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("[data-chart=source-field] canvas")).to_have_count(1)
+    page.select_option("#field", "promo_count")
+    page.click("text=Show")
+    expect(page.locator("#g-field")).to_contain_text("promo_count per batch")
+    page.goto("/sources?by=retailer&field=sku_count")
+    stale_group = page.locator("tr.stale").first
+    stale_group.locator("td").first.click()  # the whole row opens it
+    expect(page).to_have_url(re.compile(r"/sources/by/retailer/%28none%29\?"))
+    expect(page.locator(".stale-banner")).to_contain_text("1 of 1 pipeline")
+    expect(page.locator("tr.stale")).to_contain_text("feed_stale")
     page.goto("/sources?field=sku_count")
     page.get_by_role("link", name="feed_stale").click()
     expect(page.locator(".stale-banner")).to_contain_text("no successful run since")
@@ -249,6 +268,9 @@ def alert_pages(base: str) -> list[str]:
         "/sources",
         "/sources?by=retailer&field=sku_count",
         "/sources/feed_daily?env=prod&field=sku_count",
+        "/sources/by/retailer/acme?env=prod&field=sku_count",
+        "/sources/by/retailer/(none)?env=prod",
+        "/runbook",
     ]
     if items:
         pages.append(f"/alerts/{items[0]['fingerprint']}")
@@ -275,6 +297,16 @@ def test_axe_and_narrow_screens_on_the_alerting_pages(
         assert found == {}
     finally:
         context.close()
+
+
+def test_a_notification_link_lands_on_its_rule_kind_in_the_runbook(page: Page) -> None:
+    page.goto("/runbook#stale")
+    heading = page.locator("h2#stale")
+    expect(heading).to_have_text("stale")
+    expect(heading).to_be_in_viewport()
+    expect(page.locator("h2#long_running")).not_to_be_in_viewport()
+    page.get_by_role("link", name="Markdown").click()
+    expect(page.locator("body")).to_contain_text("# flowdeck alert runbook")
 
 
 def test_keyboard_reaches_the_bell(page: Page) -> None:

@@ -202,6 +202,10 @@ def test_channel_pages_test_button_and_failing_channel(
 ) -> None:
     dead = {"name": "dead-hook", "type": "webhook", "url": f"http://127.0.0.1:{free_port()}/x"}
     assert client.post("/api/v1/channels", json=dead).status_code == 201
+    # Before anything was sent through it.
+    fresh = client.get("/channels/dead-hook", headers=HTML)
+    assert fresh.status_code == 200
+    assert "<dt>Last success (UTC)</dt><dd>never</dd>" in fresh.text
     ok = client.post("/channels/ops-hook/test", headers={"HX-Request": "true"})
     assert "Test delivered (HTTP 200)" in ok.text
     assert receiver.wait_for(1, "/hook")[0].json()["test"] is True
@@ -255,6 +259,23 @@ def test_sources_pages(client: TestClient) -> None:
     assert "Fresh" in fresh
     by_label = client.get("/sources?by=retailer&field=sku_count", headers=HTML).text
     assert "Label: retailer" in by_label and "(1 pipeline)" in by_label
+    group_href = "/sources/by/retailer/acme?env=prod&amp;project=default&amp;field=sku_count"
+    assert (
+        f'data-href="{group_href}"' in by_label and f'<a href="{group_href}">acme</a>' in by_label
+    )
+    group = client.get("/sources/by/retailer/acme?env=prod&field=sku_count", headers=HTML)
+    assert group.status_code == 200
+    assert '<h1>acme <span class="sub">retailer · 1 pipeline · prod</span>' in group.text
+    member = group.text.split('<tr class="stale"')[1].split("</tr>")[0]
+    assert 'href="/sources/feed_acme?env=prod&amp;project=default&amp;field=sku_count"' in member
+    assert "Stale" in member and "over 1 h (feeds-stale)" in member
+    assert 'class="stale-banner"' in group.text
+    assert 'data-chart="source-field"' in group.text
+    chart = group.text.split('<script type="application/json" id="chart-data">')[1]
+    assert chart.startswith('{"field":"sku_count","runs":[{"batch_id":"s3","status":"SUCCESS"')
+    assert 'href="/api/v1/sources/by/retailer/acme?env=prod&amp;project=default' in group.text
+    missing = client.get("/sources/by/retailer/nope", headers=HTML)
+    assert missing.status_code == 404 and "source &#39;retailer=nope&#39; not found" in missing.text
     detail = client.get("/sources/feed_acme?env=prod&field=sku_count", headers=HTML).text
     assert 'rule <a href="/rules/feeds-stale">feeds-stale</a>' in detail
     assert 'data-chart="source-field"' in detail and '"field":"sku_count"' in detail

@@ -316,6 +316,9 @@ PAGES = [
     "/channels",
     "/sources",
     "/sources/load_005?env=prod&field=sku_count",
+    "/runbook",
+    "/explore",
+    "/explore?metric=runs.duration_s&aggregation=p95&group_by=env&since=7d&chart=bar",
 ]
 
 

@@ -353,21 +353,44 @@ def _email(cfg: Mapping[str, Any], payload: Mapping[str, Any], timeout: float) -
     host, port, tls = cfg["host"], int(cfg["port"]), cfg["tls"]
     try:
         smtp: smtplib.SMTP
+        # The timeout bounds every socket operation (connect, TLS handshake, each reply), so
+        # a server that accepts and then says nothing cannot hold a delivery worker.
         if tls == "ssl":
-            smtp = smtplib.SMTP_SSL(
-                host, port, timeout=timeout, context=ssl.create_default_context()
-            )
+            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=_tls_context(cfg))
         else:
             smtp = smtplib.SMTP(host, port, timeout=timeout)
         with smtp:
             if tls == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=_tls_context(cfg))
             if cfg.get("username"):
-                smtp.login(cfg["username"], cfg["password"])
+                _login(smtp, cfg["username"], cfg["password"])
             smtp.send_message(message)
     except smtplib.SMTPResponseException as exc:
-        raise DeliveryError(
-            f"SMTP {exc.smtp_code} from {host}: {exc.smtp_error!r}", exc.smtp_code
-        ) from None
+        reply = exc.smtp_error
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        raise DeliveryError(f"SMTP {exc.smtp_code} from {host}: {text}", exc.smtp_code) from None
     except (smtplib.SMTPException, OSError) as exc:
+        # smtplib reports a read that timed out as "Connection unexpectedly closed".
+        if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+            raise DeliveryError(f"SMTP {host}:{port}: no answer within {timeout:g} s") from None
         raise DeliveryError(f"SMTP {host}:{port}: {exc}") from None
+
+
+def _login(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """One attempt, with the best mechanism the server offers. smtplib's login() tries each
+    mechanism in turn after a refused password: with the retries, a wrong password would
+    count as several failed logins per notification against a server's lockout policy."""
+    smtp.ehlo_or_helo_if_needed()
+    if not smtp.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    offered = smtp.esmtp_features["auth"].upper().split()
+    mechanism = next((m for m in ("CRAM-MD5", "PLAIN", "LOGIN") if m in offered), None)
+    if mechanism is None:
+        raise smtplib.SMTPException(f"no authentication mechanism in common: {' '.join(offered)}")
+    smtp.user, smtp.password = user, password
+    smtp.auth(mechanism, getattr(smtp, "auth_" + mechanism.lower().replace("-", "_")))
+
+
+def _tls_context(cfg: Mapping[str, Any]) -> ssl.SSLContext:
+    """Certificates verified, host name checked; against the channel's CA file if it has one."""
+    return ssl.create_default_context(cafile=cfg.get("ca_file"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -462,13 +463,21 @@ def parse_channel(data: Any, *, index: int | None = None, source: str = "api") -
         own = {"url"}
         config["url"] = c.url("url", required=True)
     elif ctype == "email":
-        own = {"host", "port", "tls", "username", "password", "from", "to"}
+        own = {"host", "port", "tls", "ca_file", "username", "password", "from", "to"}
         config["host"] = c.text("host", required=True)
         tls = c.get("tls", "starttls")
         if tls not in TLS_MODES:
             c.fail("tls", f"must be one of {', '.join(TLS_MODES)}")
             tls = "starttls"
         config["tls"] = tls
+        # A CA bundle (PEM) to trust instead of the system's: a private CA, a self-signed
+        # relay. Read at each delivery, so a renewed file needs no restart.
+        ca_file = c.text("ca_file")
+        if ca_file is not None and tls == "none":
+            c.fail("ca_file", "needs tls: starttls or ssl")
+        elif ca_file is not None and not os.access(ca_file, os.R_OK):
+            c.fail("ca_file", f"no readable file {ca_file!r}")
+        config["ca_file"] = ca_file
         port = {"ssl": 465, "starttls": 587, "none": 25}[tls]
         config["port"] = c.number("port", port, low=1, high=65535, whole=True)
         config["username"] = c.text("username")

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from flowdeck.alerts import runbook
 from flowdeck.alerts.dispatch import Silence
 from flowdeck.alerts.engine import Alert
 from flowdeck.alerts.matchers import MatcherError, parse_duration, parse_matcher
@@ -406,25 +407,13 @@ async def mark_read(request: Request, alerts: Alerting) -> Response:
     return JSON({"marked": count})
 
 
-# -- the runbook notifications link to -----------------------------------------------------
+# -- the runbook notifications link to (the page is /runbook, in flowdeck.web) --------------
 runbook_router = APIRouter(tags=["alerting"])
 
 
-def runbook_text() -> str | None:
-    """docs/runbook.md: packaged beside this module in a wheel, else the source tree's."""
-    from importlib import resources
-    from pathlib import Path
-
-    packaged = resources.files("flowdeck.alerts").joinpath("runbook.md")
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    source = Path(__file__).resolve().parents[3] / "docs" / "runbook.md"
-    return source.read_text(encoding="utf-8") if source.is_file() else None
-
-
-@runbook_router.get("/runbook", summary="The alerting runbook (Markdown)")
-def runbook() -> Response:
-    text = runbook_text()
+@runbook_router.get("/runbook.md", summary="The alerting runbook as Markdown (the page: /runbook)")
+def runbook_markdown() -> Response:
+    text = runbook.text()
     if text is None:
         raise ApiError(404, "the runbook is not installed with this flowdeck")
     return Response(text, media_type="text/markdown; charset=utf-8")

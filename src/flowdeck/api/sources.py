@@ -1,5 +1,6 @@
-"""GET /api/v1/sources and /api/v1/sources/{pipeline}: freshness, failures and the trend of
-a numeric field per pipeline or per label value (the sources pages' twins)."""
+"""GET /api/v1/sources, /api/v1/sources/{pipeline} and /api/v1/sources/by/{label}/{value}:
+freshness, failures and the trend of a numeric field per pipeline or per label value (the
+sources pages' twins)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from flowdeck.alerts.rules import Rule
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services, services
 from flowdeck.models import Status
-from flowdeck.sources import get_source, list_sources
+from flowdeck.sources import get_source, get_source_group, list_sources
 
 router = APIRouter(tags=["sources"])
 Svc = Annotated[Services, Depends(services)]
@@ -118,6 +119,72 @@ class SourceDetail(BaseModel):
     failure_history: list[FailedRun] = Field(description="the failed runs, newest first")
 
 
+class PipelineSource(BaseModel):
+    """One pipeline of a label value, with its state."""
+
+    key: str
+    project: str
+    env: str
+    pipeline: str
+    labels: dict[str, str]
+    runs: int
+    last_run_id: str
+    last_run_at: datetime
+    status: Status
+    last_success_at: datetime | None
+    seconds_since_success: float | None
+    consecutive_failures: int
+    stale: bool
+    stale_after_s: float
+    stale_rule: str | None
+    failures: int
+    recent_runs: int
+    latest_value: float | None
+
+
+class BatchPoint(BaseModel):
+    t: datetime = Field(description="the earliest start of the batch's runs of these pipelines")
+    batch_id: str
+    value: float | None = Field(description="the field summed over the batch's runs")
+    status: Status = Field(description="the worst status of those runs")
+    runs: int = Field(description="runs of these pipelines in the batch")
+    failed: int
+
+
+class GroupFailedRun(FailedRun):
+    pipeline: str
+
+
+class SourceGroupDetail(BaseModel):
+    key: str = Field(description="the label value")
+    label: str
+    project: str
+    env: str
+    pipelines: int
+    members: list[str]
+    labels: dict[str, str]
+    runs: int
+    last_run_id: str
+    last_run_at: datetime
+    status: Status = Field(description="the worst of the pipelines' last runs")
+    last_success_at: datetime | None
+    seconds_since_success: float | None
+    consecutive_failures: int = Field(description="the most of any pipeline")
+    stale: bool = Field(description="any pipeline stale")
+    stale_pipelines: int
+    stale_after_s: float
+    failures: int
+    recent_runs: int
+    latest_value: float | None
+    field: str
+    fields: list[str]
+    sources: list[PipelineSource] = Field(description="stale first, then failing, then by name")
+    history: list[BatchPoint] = Field(
+        description="per batch over the last 500 runs of each pipeline, oldest first"
+    )
+    failure_history: list[GroupFailedRun] = Field(description="the failed runs, newest first")
+
+
 def rules_of(svc: Services) -> Sequence[Rule]:
     """The rules in force (none while alerting is not running: the default threshold)."""
     return list(svc.alerts.rules().values()) if svc.alerts is not None else []
@@ -136,6 +203,14 @@ def source_in(
 ) -> dict[str, Any]:
     return get_source(
         svc.store, rules_of(svc), svc.clock(), pipeline, field=field, project=project, env=env
+    )
+
+
+def source_group_in(
+    svc: Services, label: str, value: str, field: str, project: str | None, env: str | None
+) -> dict[str, Any]:
+    return get_source_group(
+        svc.store, rules_of(svc), svc.clock(), label, value, field=field, project=project, env=env
     )
 
 
@@ -167,3 +242,21 @@ def get_one_source(
     ] = None,
 ) -> Response:
     return JSON(source_in(svc, pipeline, field, project or None, env or None))
+
+
+@router.get(
+    "/sources/by/{label}/{value:path}",
+    response_model=SourceGroupDetail,
+    summary="One label value as a source: its pipelines, summed trend and failures",
+)
+def get_source_group_of(
+    label: str,
+    value: str,
+    svc: Svc,
+    field: Annotated[str, Query(description=FIELD_DOC)] = "rows_written",
+    project: str | None = None,
+    env: Annotated[
+        str | None, Query(description="required when the value is found in several envs")
+    ] = None,
+) -> Response:
+    return JSON(source_group_in(svc, label, value, field, project or None, env or None))

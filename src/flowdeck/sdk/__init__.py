@@ -5,6 +5,7 @@
     client = Client("http://flowdeck:8000", env="prod")
     with client.run("load_sales", batch_id=20261123) as run:
         run.rows_read += len(rows)
+    client.gauge("queue.depth", 42, tags={"queue": "orders"})
 
 Needs only the standard library, and never imports the flowdeck server.
 """

@@ -8,6 +8,7 @@ import functools
 import inspect
 import logging
 import os
+import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
+from flowdeck.sdk.metrics import MAX_REQUEST_POINTS, Metrics, series_weight
 from flowdeck.sdk.run import Run
 from flowdeck.sdk.sender import Sender
 from flowdeck.sdk.spool import Spool, default_spool_root
@@ -36,6 +38,11 @@ class Client:
     in ``spool_dir`` (default ``$FLOWDECK_SPOOL_DIR``, else ~/.cache/flowdeck/spool) and sent
     later, by this process or the next one that starts a client for the same URL. At exit a
     client waits at most ``flush_timeout`` seconds for the last reports.
+
+    Metric points (``gauge``, ``counter``, ``histogram``) are buffered and sent every
+    ``metrics_interval`` seconds, or as soon as ``metrics_flush_points`` are buffered, at
+    most ``metrics_max_request_points`` per request, the same way (spooled while flowdeck
+    is down). ``labels`` are not metric tags; ``metric_tags`` are added to every point.
     """
 
     def __init__(
@@ -50,6 +57,10 @@ class Client:
         flush_timeout: float = 2.0,
         backoff_start: float = 1.0,
         backoff_max: float = 300.0,
+        metric_tags: dict[str, str] | None = None,
+        metrics_interval: float = 10.0,
+        metrics_flush_points: int = 100_000,
+        metrics_max_request_points: int = MAX_REQUEST_POINTS,
     ) -> None:
         self.url = (url or os.environ.get("FLOWDECK_URL") or DEFAULT_URL).rstrip("/")
         self.env = env or os.environ.get("FLOWDECK_ENV") or None
@@ -64,9 +75,29 @@ class Client:
             backoff_start=backoff_start,
             backoff_max=backoff_max,
         )
+        self.metrics = Metrics(
+            Sender(
+                self.url,
+                Spool(root, self.url, "metrics"),
+                timeout=timeout,
+                backoff_start=backoff_start,
+                backoff_max=backoff_max,
+                path="/api/v1/metrics/points",
+                batch_size=10_000,
+                max_weight=metrics_max_request_points,
+                weigh=series_weight,
+                noun="metric series",
+            ),
+            project=self.project,
+            tags=metric_tags,
+            interval=metrics_interval,
+            flush_points=metrics_flush_points,
+            max_request_points=metrics_max_request_points,
+        )
         # Reports spooled by an earlier process go out as soon as flowdeck answers.
-        if self.sender.spool.files():
-            self.sender.start()
+        for sender in (self.sender, self.metrics.sender):
+            if sender.spool.files():
+                sender.start()
         self._closed = False
         atexit.register(_close_at_exit, weakref.ref(self))
 
@@ -149,6 +180,46 @@ class Client:
             labels={**self.labels, **(labels or {})},
         )
 
+    # -- metrics ------------------------------------------------------------------------------
+    def gauge(
+        self,
+        name: str,
+        value: float,
+        *,
+        tags: dict[str, str] | None = None,
+        time: datetime | float | None = None,
+        project: str | None = None,
+    ) -> None:
+        """A measurement at ``time`` (default now; an aware datetime or seconds since 1970):
+        queue depth, memory, a SKU count. Query it with avg, min, max or a percentile."""
+        self.metrics.record("gauge", name, value, tags, time, project)
+
+    def counter(
+        self,
+        name: str,
+        inc: float = 1,
+        *,
+        tags: dict[str, str] | None = None,
+        time: datetime | float | None = None,
+        project: str | None = None,
+    ) -> None:
+        """Count something: sends the increment, so the query's ``sum`` is the total. The
+        increments of one second are sent as one point."""
+        self.metrics.record("counter", name, inc, tags, time, project)
+
+    def histogram(
+        self,
+        name: str,
+        value: float,
+        *,
+        tags: dict[str, str] | None = None,
+        time: datetime | float | None = None,
+        project: str | None = None,
+    ) -> None:
+        """One observation (a latency, a file size): each is sent, and flowdeck's sketch
+        answers p50, p95 and p99 over them."""
+        self.metrics.record("histogram", name, value, tags, time, project)
+
     # -- delivery -----------------------------------------------------------------------------
     def _send(self, report: dict[str, Any]) -> None:
         try:
@@ -157,12 +228,16 @@ class Client:
             log.exception("flowdeck: could not queue a report")
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait up to ``timeout`` s until every report so far is sent or spooled."""
-        return self.sender.flush(timeout)
+        """Wait up to ``timeout`` s until every report and metric point so far is sent or
+        spooled."""
+        deadline = time.monotonic() + timeout
+        runs = self.sender.flush(timeout)
+        return self.metrics.flush(max(0.0, deadline - time.monotonic())) and runs
 
     def resend(self) -> bool:
-        """Send the spooled reports now; True when none is left."""
-        return self.sender.resend()
+        """Send the spooled reports and points now; True when none is left."""
+        runs = self.sender.resend()
+        return self.metrics.sender.resend() and runs
 
     @property
     def spooled(self) -> int:
@@ -175,7 +250,10 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        self.sender.close(self.flush_timeout if timeout is None else timeout)
+        wait = self.flush_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        self.sender.close(wait)
+        self.metrics.close(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> Client:
         return self

@@ -54,8 +54,13 @@ class Sender:
         backoff_start: float = 1.0,
         backoff_max: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        path: str = "/api/v1/runs",
+        batch_size: int = BATCH_SIZE,
+        max_weight: int | None = None,
+        weigh: Callable[[Report], int] | None = None,
+        noun: str = "report(s)",
     ) -> None:
-        self.endpoint = url.rstrip("/") + "/api/v1/runs"
+        self.endpoint = url.rstrip("/") + path
         self.spool = spool
         self.timeout = timeout
         self.headers = {
@@ -67,8 +72,14 @@ class Sender:
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
         self.clock = clock
-        self.sent = 0  # reports flowdeck acknowledged
-        self.dropped = 0  # reports flowdeck refused as invalid (never retried)
+        # A request carries at most batch_size reports and, when a report weighs more than
+        # one (a metric series counts its points), at most max_weight in all.
+        self.batch_size = batch_size
+        self.max_weight = max_weight
+        self.weigh = weigh or (lambda report: 1)
+        self.noun = noun
+        self.sent = 0  # reports (by weight) flowdeck acknowledged
+        self.dropped = 0  # reports (by weight) flowdeck refused as invalid (never retried)
         self._cond = threading.Condition()
         self._pending: list[Report] = []
         self._inflight: list[Report] = []
@@ -152,8 +163,8 @@ class Sender:
                         self._cond.wait()
                 if self._closing:
                     return
-                batch = self._pending[:BATCH_SIZE]
-                del self._pending[:BATCH_SIZE]
+                batch = self._pending[: self._take(self._pending)]
+                del self._pending[: len(batch)]
                 self._inflight = batch
             try:
                 self._deliver(batch)
@@ -211,16 +222,30 @@ class Sender:
                 except OSError:
                     continue
                 try:
-                    for start in range(0, len(reports), BATCH_SIZE):
-                        self._post(reports[start : start + BATCH_SIZE])
+                    left = reports
+                    while left:
+                        n = self._take(left)
+                        self._post(left[:n])
+                        left = left[n:]
                 except Unreachable as exc:
                     self._failed(exc)
                     return False
                 file.unlink(missing_ok=True)
-                log.info("flowdeck: resent %d spooled reports", len(reports))
+                log.info("flowdeck: resent %d spooled %s", len(reports), self.noun)
             self._spooled = False
             self._recovered()
             return True
+
+    def _take(self, reports: list[Report]) -> int:
+        """How many of ``reports`` (from the front) go into one request: at least one."""
+        if self.max_weight is None:
+            return min(len(reports), self.batch_size)
+        total = 0
+        for n, report in enumerate(reports[: self.batch_size]):
+            total += self.weigh(report)
+            if n and total > self.max_weight:
+                return n
+        return min(len(reports), self.batch_size)
 
     def _failed(self, exc: Unreachable) -> None:
         if self._backoff == 0:
@@ -257,10 +282,10 @@ class Sender:
                 for report in reports:
                     self._post([report])
                 return
-            self.dropped += len(reports)
-            log.error("flowdeck refused %d report(s): HTTP %d %s", len(reports), status, detail)
+            self.dropped += sum(map(self.weigh, reports))
+            log.error("flowdeck refused %d %s: HTTP %d %s", len(reports), self.noun, status, detail)
             return
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unreachable(str(reason)) from None
-        self.sent += len(reports)
+        self.sent += sum(map(self.weigh, reports))

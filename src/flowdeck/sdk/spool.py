@@ -52,11 +52,14 @@ def default_spool_root() -> Path:
 
 
 class Spool:
-    """A folder of pending reports for one flowdeck URL."""
+    """A folder of pending reports for one flowdeck URL (metric points in its ``metrics``
+    subfolder, with a send lock of their own)."""
 
-    def __init__(self, root: Path, url: str) -> None:
+    def __init__(self, root: Path, url: str, kind: str | None = None) -> None:
         # One folder per server, so reports never go to a flowdeck they were not meant for.
         self.path = root / hashlib.sha256(url.encode()).hexdigest()[:16]
+        if kind is not None:
+            self.path = self.path / kind
 
     def put(self, reports: list[Report]) -> Path:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from flowdeck.web import alerting, sources
+from flowdeck.web import alerting, explorer, runbook, sources
 from flowdeck.web.pages import router
 from flowdeck.web.templating import STATIC
 
@@ -26,4 +26,6 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(alerting.router)
     app.include_router(sources.router)
+    app.include_router(explorer.router)
+    app.include_router(runbook.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -413,7 +413,8 @@ async def delete_rule(name: str, request: Request, svc: Svc) -> Response:
 
 # -- channels ----------------------------------------------------------------------------
 def channel_view(channel: Channel, health: dict[str, Any] | None) -> dict[str, Any]:
-    h = health or {}
+    # A channel that never sent anything has no health row yet.
+    h = {"last_success_at": None, "last_failure_at": None, "last_error": None, **(health or {})}
     failures = int(h.get("failures_since_success") or 0)
     return {
         "channel": channel,

@@ -1,6 +1,6 @@
 """The sources pages: every pipeline (or label value) with its freshness and a sparkline of
-a chosen field, and each pipeline's own page with the full trends. Twins:
-/api/v1/sources and /api/v1/sources/{pipeline}."""
+a chosen field, and each pipeline's and each label value's own page with the full trends.
+Twins: /api/v1/sources, /api/v1/sources/{pipeline} and /api/v1/sources/by/{label}/{value}."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from flowdeck.api.services import Services, services
-from flowdeck.api.sources import source_in, sources_in
+from flowdeck.api.sources import source_group_in, source_in, sources_in
 from flowdeck.errors import FlowdeckError
 from flowdeck.web.pages import error_page, page
 
@@ -129,6 +129,49 @@ def source_page(
         "source.html",
         {
             "s": data,
+            "alerts": alerts,
+            "now": svc.clock(),
+            "chart_json": orjson.dumps(chart, option=orjson.OPT_UTC_Z).decode(),
+            "nav": "sources",
+        },
+    )
+
+
+@router.get("/sources/by/{label}/{value:path}")
+def source_group_page(
+    label: str,
+    value: str,
+    request: Request,
+    svc: Svc,
+    field: str = "rows_written",
+    env: str = "",
+    project: str = "",
+) -> Response:
+    try:
+        data = source_group_in(
+            svc, label, value, field or "rows_written", project or None, env or None
+        )
+        alerts: list[Any] = []
+        if svc.alerts is not None:
+            members = set(data["members"])
+            alerts = [
+                a
+                for a in svc.alerts.db.alerts(states=("pending", "firing"))
+                if a.subject.get("pipeline") in members
+                and a.subject.get("env") == data["env"]
+                and a.subject.get("project") == data["project"]
+            ]
+    except FlowdeckError as exc:
+        return error_page(request, exc)
+    chart = {
+        "field": data["field"],
+        "runs": [{k: h[k] for k in ("batch_id", "status", "t", "value")} for h in data["history"]],
+    }
+    return page(
+        request,
+        "source_group.html",
+        {
+            "g": data,
             "alerts": alerts,
             "now": svc.clock(),
             "chart_json": orjson.dumps(chart, option=orjson.OPT_UTC_Z).decode(),

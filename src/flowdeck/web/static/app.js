@@ -9,7 +9,7 @@
   // reachable by keyboard).
   document.addEventListener("click", function (event) {
     var target = event.target;
-    if (!(target instanceof Element) || target.closest("a, button, input, select, label")) return;
+    if (!(target instanceof Element) || target.closest("a, button, input, select, label, summary")) return;
     var row = target.closest("tr[data-href]");
     if (row) window.location.href = row.getAttribute("data-href");
   });

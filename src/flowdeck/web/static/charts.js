@@ -1,5 +1,6 @@
-// ECharts for the run page (the pipeline's history) and the trends page. The data is in
-// <script id="chart-data" type="application/json">; each <div data-chart="kind"> gets one chart.
+// ECharts for the run page (the pipeline's history) and the trends, sources and metrics pages.
+// The data is in <script id="chart-data" type="application/json">; each <div data-chart="kind">
+// gets one chart.
 (function () {
   "use strict";
   var source = document.getElementById("chart-data");
@@ -144,6 +145,64 @@
       yAxis: { type: "value", axisLabel: { formatter: hms } },
       tooltip: { trigger: "axis", valueFormatter: hms },
       series: [sourceSeries("Duration", "duration_s")]
+    });
+  };
+
+  // The metrics explorer: one series per group, on a time axis, as lines or bars.
+  function metricValue(v) {
+    if (v === null || v === undefined) return "–";
+    if (Number.isInteger(v)) return v.toLocaleString("en-US");
+    return Math.abs(v) >= 1000 ? v.toLocaleString("en-US", { maximumFractionDigits: 1 }) : String(Number(v.toPrecision(4)));
+  }
+  // Only buckets with data come; a line must not bridge the empty ones between them.
+  function withGaps(points) {
+    var out = [], step = data.step * 1000, last = null;
+    points.forEach(function (p) {
+      var t = Date.parse(p[0]);
+      if (last !== null && t - last > step) out.push([new Date(last + step).toISOString(), null]);
+      out.push(p);
+      last = t;
+    });
+    return out;
+  }
+  var STATUS_COLORS = { SUCCESS: "#2e8540", FAILED: "#c62828", RUNNING: "#1f4f99", PENDING: "#6b737c" };
+  builders["explore"] = function () {
+    var many = data.series.length > 1;
+    // Counts and sums add up: their bars stack to the total. ECharts stacks by position,
+    // so stacked series get every bucket time (null where a series has none).
+    var stacked = data.chart === "bar" && (data.aggregation === "count" || data.aggregation === "sum");
+    var times = [];
+    if (stacked) {
+      var seen = {};
+      data.series.forEach(function (s) { s.points.forEach(function (p) { seen[p[0]] = true; }); });
+      times = Object.keys(seen).sort();
+    }
+    function aligned(points) {
+      var byTime = {};
+      points.forEach(function (p) { byTime[p[0]] = p[1]; });
+      return times.map(function (t) { return [t, t in byTime ? byTime[t] : null]; });
+    }
+    return base(data.metric + "-" + data.aggregation, {
+      // The legend gets a row of its own under the toolbox, so that they never overlap.
+      legend: many ? { top: 30, left: 0, type: "scroll" } : undefined,
+      grid: { left: 72, right: 24, top: many ? 70 : 40, bottom: 72 },
+      xAxis: timeAxis(),
+      yAxis: { type: "value", scale: data.chart === "line", axisLabel: { formatter: metricValue } },
+      tooltip: { trigger: "axis", valueFormatter: metricValue },
+      series: data.series.map(function (s) {
+        var status = s.tags.status;
+        return {
+          name: s.name,
+          type: data.chart,
+          stack: stacked ? "total" : undefined,
+          // Run statuses keep their colours.
+          itemStyle: status && STATUS_COLORS[status] ? { color: STATUS_COLORS[status] } : undefined,
+          showSymbol: s.points.length < 60,
+          symbolSize: 6,
+          connectNulls: false,
+          data: stacked ? aligned(s.points) : withGaps(s.points)
+        };
+      })
     });
   };
 
