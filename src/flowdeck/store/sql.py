@@ -36,7 +36,7 @@ from flowdeck.store.base import (
     Store,
     WritePlan,
 )
-from flowdeck.store.cache import PipelineUpdate, WriteCache
+from flowdeck.store.cache import LONGEST_STREAK, PipelineUpdate, WriteCache
 from flowdeck.store.metrics_sql import MetricsSql
 from flowdeck.store.tallies import STATUS_COUNT, SUMMED, NeedsRefresh, advance_batch
 from flowdeck.store.tallies import Change as TallyChange
@@ -207,6 +207,12 @@ WHERE NOT EXISTS (SELECT 1 FROM pipelines p WHERE {_SAME_PIPELINE.format(a="p", 
 _FAILURES_AFTER: Final = """
 SELECT count(*) FROM runs WHERE project = :project AND pipeline = :pipeline AND env = :env
 AND sort_at > :since AND status = 'FAILED'
+"""
+_SELECT_STREAKS: Final = f"""
+SELECT r.project, r.pipeline, r.env, r.run_id, r.sort_at
+FROM runs r JOIN staged_pkeys k ON {_SAME_PIPELINE.format(a="r", b="k")}
+LEFT JOIN pipelines p ON {_SAME_PIPELINE.format(a="p", b="k")}
+WHERE r.status = 'FAILED' AND (p.last_success_t IS NULL OR r.sort_at > p.last_success_t)
 """
 _DELETE_PIPELINE: Final = (
     "DELETE FROM pipelines WHERE project = :project AND pipeline = :pipeline AND env = :env"
@@ -473,11 +479,24 @@ class SqlStore(MetricsSql, Store):
         removed: list[PipelineKey] = []
         streaks: dict[PipelineKey, Streak | None] = {}
 
-        def failures_after(key: PipelineKey, since: datetime) -> int:
+        # The failures since each pipeline's last success, read once for all the touched
+        # pipelines the first time a late success needs them (one query, not one a key).
+        fetched: dict[PipelineKey, Streak] | None = None
+
+        def known_streak(key: PipelineKey) -> Streak | None:
+            nonlocal fetched
             streak = cache.streaks.get(key) if cache is not None else None
+            if streak is None:
+                if fetched is None:
+                    fetched = self._read_streaks(cur, touched, current, cache)
+                streak = fetched.get(key)
+            return streak
+
+        def failures_after(key: PipelineKey, since: datetime) -> int:
+            streak = known_streak(key)
             if streak is not None:
                 return failures_in(streak, key, touched[key], since)
-            project, pipeline, env = key
+            project, pipeline, env = key  # too long a streak to read whole
             self._q(
                 cur,
                 _FAILURES_AFTER,
@@ -494,6 +513,8 @@ class SqlStore(MetricsSql, Store):
             states.append(state)
             if cache is not None:
                 streak = cache.streaks.get(key)
+                if streak is None and fetched is not None:
+                    streak = fetched.get(key)
                 if streak is None and key not in current:
                     streak = {}  # a new pipeline
                 streaks[key] = None if streak is None else next_streak(streak, key, mine, state)
@@ -517,6 +538,30 @@ class SqlStore(MetricsSql, Store):
         if any(s.key not in current for s in states):
             self._q(cur, _INSERT_NEW_PIPELINES)
         return PipelineUpdate(states, removed, streaks)
+
+    def _read_streaks(
+        self,
+        cur: Cursor,
+        touched: Mapping[PipelineKey, list[Change]],
+        current: Mapping[PipelineKey, PipelineState],
+        cache: WriteCache | None,
+    ) -> dict[PipelineKey, Streak]:
+        """The failed runs after the stored last success of each touched pipeline whose
+        streak is not remembered and not too long to read (the runs as written so far in
+        this transaction: ``failures_in`` takes the commit's own changes into account)."""
+        keys = [
+            k
+            for k in touched
+            if (cache is None or cache.streaks.get(k) is None)
+            and (k not in current or current[k].consecutive_failures <= LONGEST_STREAK)
+        ]
+        out: dict[PipelineKey, Streak] = {k: {} for k in keys}
+        if keys:
+            self.stage_pipeline_keys(cur, keys)
+            self._q(cur, _SELECT_STREAKS)
+            for project, pipeline, env, run_id, t in cur.fetchall():
+                out[(project, pipeline, env)][run_id] = t
+        return out
 
     # -- reads -------------------------------------------------------------------------
     def _select_runs(
