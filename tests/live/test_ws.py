@@ -128,7 +128,7 @@ def read_events(res: http.client.HTTPResponse, want: int) -> list[tuple[str, str
 
 
 def sse(
-    base: str, last_event_id: str | None = None
+    base: str, last_event_id: str | None = None, query: str = ""
 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     """An SSE connection, once the server said it is subscribed."""
     parts = urlsplit(base)
@@ -136,7 +136,9 @@ def sse(
     headers = {"Accept": "text/event-stream"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
-    conn.request("GET", "/api/v1/stream?batch_id=b1", headers=headers)
+    conn.request(
+        "GET", "/api/v1/stream?batch_id=b1" + (f"&{query}" if query else ""), headers=headers
+    )
     res = conn.getresponse()
     assert res.status == 200
     while not res.fp.readline().startswith(b": connected"):
@@ -184,3 +186,23 @@ def test_over_a_real_socket(db_url: str) -> None:
             httpx2.post(f"{base}/api/v1/runs", json=as_json(run("a", "b1"))).raise_for_status()
             got = orjson.loads(ws.recv(timeout=10))
         assert [r["run_id"] for r in got["runs"]] == ["b1:a"]
+
+
+def test_a_browsers_last_event_id_wins_over_the_pages_starting_point(db_url: str) -> None:
+    """A page's stream URL names where it started; when the browser reconnects it also
+    sends the last event it got, which is the newer one."""
+    import httpx2
+
+    with threaded_server(db_url) as base:
+        conn, res = sse(base)
+        httpx2.post(f"{base}/api/v1/runs", json=as_json(run("a", "b1"))).raise_for_status()
+        *_, (first, _, _) = read_events(res, 2)  # its run and its batch
+        httpx2.post(f"{base}/api/v1/runs", json=as_json(run("b", "b1"))).raise_for_status()
+        *_, (second, _, _) = read_events(res, 2)
+        close(conn)
+        assert int(second) > int(first)
+        httpx2.post(f"{base}/api/v1/runs", json=as_json(run("c", "b1"))).raise_for_status()
+        conn, res = sse(base, second, query=f"last_event_id={first}")
+        (_, kind, data), *_ = read_events(res, 1)
+        close(conn)
+        assert (kind, [r["pipeline"] for r in data["runs"]]) == ("run", ["c"])

@@ -132,3 +132,12 @@ def test_static_files_are_served(client: TestClient) -> None:
         pytest.skip("front-end packages not built (scripts/build-ui)")
     assert client.get("/static/vendor/htmx.min.js").status_code == 200
     assert client.get("/static/vendor/echarts.min.js").status_code == 200
+
+
+def test_a_pages_stream_starts_where_the_page_read_its_data(client: TestClient) -> None:
+    """Changes that land while the page renders are replayed to it, not missed."""
+    bus = client.app.state.services.bus  # type: ignore[attr-defined]
+    before = bus.last_event_id
+    page = client.get("/", headers=HTML).text
+    assert f"last_event_id={before}" in page
+    assert f"topics=alert&amp;last_event_id={before}" in page

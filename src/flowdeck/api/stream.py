@@ -148,7 +148,10 @@ async def stream(
     ] = None,
     last_event_id: Annotated[
         str | None,
-        Query(description="resume after this event id (browsers send Last-Event-ID)"),
+        Query(
+            description="resume after this event id (a Last-Event-ID header, which browsers "
+            "send when they reconnect, wins)"
+        ),
     ] = None,
     last_event_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
@@ -161,7 +164,7 @@ async def stream(
             )
     return StreamingResponse(
         changes_stream(
-            svc.bus, project, batch_id, wanted, resume_from(last_event_id or last_event_header)
+            svc.bus, project, batch_id, wanted, resume_from(last_event_header or last_event_id)
         ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

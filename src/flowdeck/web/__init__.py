@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from flowdeck.web import alerting, explorer, runbook, sources
+from flowdeck.web.live import LiveFrom
 from flowdeck.web.pages import router
 from flowdeck.web.templating import STATIC
 
@@ -29,3 +30,4 @@ def install(app: FastAPI) -> None:
     app.include_router(explorer.router)
     app.include_router(runbook.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(LiveFrom)

@@ -9,6 +9,7 @@ from pathlib import Path
 from starlette.templating import Jinja2Templates
 
 from flowdeck.web.format import FILTERS, ago
+from flowdeck.web.live import stream_url
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -34,3 +35,4 @@ def static(name: str) -> str:
 
 templates.env.globals["static"] = static
 templates.env.globals["ago"] = ago
+templates.env.globals["stream_url"] = stream_url
