@@ -122,6 +122,8 @@ def main() -> None:
     """
 
 
+DEMO_ALERTS = Path(__file__).parent / "simulate" / "demo_alerts.yaml"
+
 alerts_option = click.option(
     "--alerts",
     "alerts_file",
@@ -175,6 +177,7 @@ def serve(
     show_default=True,
     help="how many simulated seconds pass per real second in the live batch",
 )
+@alerts_option
 def demo(
     db: str | None,
     host: str | None,
@@ -184,14 +187,21 @@ def demo(
     seed: int,
     days: int,
     speed: float,
+    alerts_file: Path | None,
 ) -> None:
     """Serve a simulated estate: 30 days of batch history and a live batch.
 
     The demo's DuckDB file (demo.duckdb in the data folder) is created afresh on every start.
+    Its alert rules (failures, late feeds, shrinking files, DQ; messages go to the bell)
+    come with flowdeck unless --alerts names a file of your own.
     """
     from flowdeck.simulate.companion import demo_companion, reset_demo_database
 
     settings = _settings(db, host, port, data_dir)
+    if alerts_file is not None:
+        settings = replace(settings, alerts_file=str(alerts_file))
+    elif not settings.alerts_file:
+        settings = replace(settings, alerts_file=str(DEMO_ALERTS))
     if not settings.database_url:
         reset_demo_database(settings.data_dir / "demo.duckdb")
     companion = demo_companion(seed=seed, days=days, speed=speed)

@@ -192,6 +192,15 @@ def test_batch_health_fires_on_red_and_resolves_when_superseded() -> None:
     assert not engine.evaluate(r, Facts(batches=[gone]), NOW)[0].active
 
 
+def test_batch_health_waits_for_a_failure_or_the_end_of_a_running_batch() -> None:
+    r = rule("batch_health")
+    # 3 of 10 done, 7 still running, nothing failed: red by DESIGN's rule, but not news.
+    running = BatchFacts("default", "b1", "prod", "red", 10, 0, 3, NOW, running_or_pending=7)
+    assert not engine.evaluate(r, Facts(batches=[running]), NOW)[0].active
+    failed = replace(running, failed=1, running_or_pending=6)
+    assert engine.evaluate(r, Facts(batches=[failed]), NOW)[0].active
+
+
 def walk(r: Rule, steps: list[tuple[int, bool]]) -> list[str]:
     """Feed (minute, active) observations; return the state after each."""
     alert: Alert | None = None

@@ -58,6 +58,7 @@ class BatchFacts:
     started_at: datetime | None
     # A later batch of the same project and env that finished without failures.
     superseded_by: str | None = None
+    running_or_pending: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +273,10 @@ def _batch(rule: Rule, b: BatchFacts) -> Observation | None:
     ):
         return None
     identity = {"project": b.project, "env": b.env, "batch_id": b.batch_id}
-    active = b.health == "red" and b.superseded_by is None
+    # DESIGN calls a batch under 90 % success red even while its processes still run; one
+    # that has not failed anything yet pages nobody until it has (or has finished).
+    settled = b.failed > 0 or b.running_or_pending == 0
+    active = b.health == "red" and settled and b.superseded_by is None
     summary = (
         f"batch {b.batch_id} ({b.env}) is {b.health}: {b.failed} of {b.total} processes "
         f"failed, {b.succeeded} succeeded"

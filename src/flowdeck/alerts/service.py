@@ -424,6 +424,7 @@ class AlertService:
                     int(b["failed"]),
                     int(b["succeeded"]),
                     _time(b.get("started_at")),
+                    running_or_pending=int(b.get("running", 0)) + int(b.get("pending", 0)),
                 )
             )
         # A batch that finished without failures supersedes the red batches before it.
