@@ -755,13 +755,13 @@ def print_breakdown(report: Report, timer: StageTimer, n_runs: int, elapsed: flo
 
 
 async def post_bodies(
-    base: str, bodies: Sequence[bytes], connections: int
+    base: str, bodies: Sequence[bytes], connections: int, path: str = "/api/v1/runs"
 ) -> tuple[float, list[float]]:
-    """POST every body to /api/v1/runs once over ``connections`` keep-alive connections;
+    """POST every body to ``path`` once over ``connections`` keep-alive connections;
     returns (seconds, latency of each request)."""
     host, port = host_port(base)
     conns = [await RawConnection(host, port).connect() for _ in range(connections)]
-    requests = [conns[0].build("POST", "/api/v1/runs", body) for body in bodies]
+    requests = [conns[0].build("POST", path, body) for body in bodies]
     latencies: list[float] = []
     pending = iter(requests)
 
@@ -771,7 +771,7 @@ async def post_bodies(
             status, answer = await conn.send(request)
             latencies.append(time.perf_counter() - t0)
             if status != 200:
-                raise RuntimeError(f"POST /api/v1/runs answered {status}: {answer[:300]!r}")
+                raise RuntimeError(f"POST {path} answered {status}: {answer[:300]!r}")
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in conns))

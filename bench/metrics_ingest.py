@@ -20,17 +20,16 @@ from collections.abc import Sequence
 import orjson
 
 from common import (
-    RawConnection,
     Report,
     Server,
     Stopwatch,
     base_parser,
     environment_banner,
     fmt_rate,
-    host_port,
     latency_summary,
     ms,
     open_sql_store,
+    post_bodies,
     scratch_database,
 )
 from flowdeck.timeseries.points import PointBatch, parse_points
@@ -66,36 +65,12 @@ def make_bodies(n_points: int, per_request: int, per_series: int) -> list[bytes]
     return bodies
 
 
-async def post_all(
-    base: str, bodies: Sequence[bytes], connections: int
-) -> tuple[float, list[float]]:
-    host, port = host_port(base)
-    conns = [await RawConnection(host, port).connect() for _ in range(connections)]
-    pending = iter([conns[0].build("POST", PATH, body) for body in bodies])
-    latencies: list[float] = []
-
-    async def worker(conn: RawConnection) -> None:
-        for request in pending:
-            t0 = time.perf_counter()
-            status, answer = await conn.send(request)
-            latencies.append(time.perf_counter() - t0)
-            if status != 200:
-                raise RuntimeError(f"POST {PATH} answered {status}: {answer[:300]!r}")
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in conns))
-    elapsed = time.perf_counter() - t0
-    for conn in conns:
-        await conn.close()
-    return elapsed, latencies
-
-
 def api_run(
     backend: str, admin: str, bodies: Sequence[bytes], n_points: int, connections: int
 ) -> float:
     with scratch_database(backend, admin, "mpoints") as url, Server(url) as server:
         cpu0 = server.cpu_seconds()
-        elapsed, latencies = asyncio.run(post_all(server.base, bodies, connections))
+        elapsed, latencies = asyncio.run(post_bodies(server.base, bodies, connections, PATH))
         cpu1 = server.cpu_seconds()
         health = server.health()
     rate = n_points / elapsed

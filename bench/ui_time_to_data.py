@@ -15,7 +15,6 @@ Prints figures; decides nothing.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,17 +32,8 @@ from common import (
     ms,
     scratch_database,
 )
+from flowdeck.web.chromium import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = os.environ.get("FLOWDECK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 DATA = "#batch-cards dd >> nth=0"
 FIRST_ROW = "#runs-data tbody tr th a >> nth=0"
 

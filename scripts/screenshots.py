@@ -25,17 +25,9 @@ from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
 
+from flowdeck.web.chromium import CHROMIUM, CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("FLOWDECK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 WIDTHS = {"desktop": (1440, 900), "mobile": (390, 844)}
 # Rules for the alerting pages: the demo's failures, stale feeds and SKU drops fire them;
 # the channel points at a port nobody listens on, so it shows as failing.

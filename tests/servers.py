@@ -49,8 +49,15 @@ def wait_healthy(
 @contextmanager
 def threaded_server(db_url: str) -> Iterator[str]:
     """The app under uvicorn in a thread of this process (real sockets, shared memory)."""
-    port = free_port()
-    app = create_app(Settings(database_url=db_url))
+    with server_on(free_port(), db_url) as base:
+        yield base
+
+
+@contextmanager
+def server_on(port: int, db_url: str, **settings: Any) -> Iterator[str]:
+    """Like :func:`threaded_server`, on a port chosen beforehand (so that a client can be
+    pointed at it while it is still down); ``settings`` override the defaults."""
+    app = create_app(Settings(database_url=db_url, **settings))
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
     )

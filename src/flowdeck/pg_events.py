@@ -72,7 +72,16 @@ class PostgresEventBus(EventBus):
         self, runs: tuple[dict[str, Any], ...], batches: tuple[dict[str, Any], ...]
     ) -> Change | None:
         """Announce a committed change to every replica (delivered here by the listener)."""
-        messages = payloads(runs, batches)
+        self._notify(payloads(runs, batches), "a change")
+        return None
+
+    def publish_alerts(self, alerts: tuple[dict[str, Any], ...]) -> None:
+        """Alerting's news for every replica's live clients (best effort, like changes)."""
+        message = orjson.dumps({"a": list(alerts[:MAX_ALERTS])}, option=orjson.OPT_UTC_Z)
+        self._notify([message.decode()], "alerting news")
+
+    def _notify(self, messages: list[str], what: str) -> None:
+        """NOTIFY each message, reconnecting once; a failure is logged, not raised."""
         with self._send_lock:
             for attempt in (1, 2):
                 try:
@@ -86,24 +95,7 @@ class PostgresEventBus(EventBus):
                     self._send = None
                     if attempt == 2:
                         # The commit stands; clients will catch up on their next reload.
-                        log.warning("could not announce a change: %s", exc)
-        return None
-
-    def publish_alerts(self, alerts: tuple[dict[str, Any], ...]) -> None:
-        """Alerting's news for every replica's live clients (best effort, like changes)."""
-        message = orjson.dumps({"a": list(alerts[:MAX_ALERTS])}, option=orjson.OPT_UTC_Z)
-        with self._send_lock:
-            for attempt in (1, 2):
-                try:
-                    if self._send is None or self._send.closed:
-                        self._send = psycopg.connect(self._conninfo, autocommit=True)
-                    with self._send.cursor() as cur:
-                        cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, message.decode()))
-                    break
-                except psycopg.Error as exc:
-                    self._send = None
-                    if attempt == 2:
-                        log.warning("could not announce alerting news: %s", exc)
+                        log.warning("could not announce %s: %s", what, exc)
 
     def _listen(self) -> None:
         backoff = 0.5

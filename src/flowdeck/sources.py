@@ -227,6 +227,21 @@ def _order(item: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def _fields(keys: set[str]) -> list[str]:
+    """The fields a trend can show: the standard ones, then the numeric custom_stats keys."""
+    return [*STANDARD_FIELDS, *sorted(keys - set(STANDARD_FIELDS))]
+
+
+def _failure(run: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "batch_id": run.batch_id,
+        "t": run.started_at or run.created_at,
+        "ended_at": run.ended_at,
+        "error_message": run.error_message,
+    }
+
+
 def list_sources(
     store: Store,
     rules: Sequence[Rule],
@@ -263,7 +278,7 @@ def list_sources(
     return {
         "by": "pipeline" if label is None else label,
         "field": field,
-        "fields": [*STANDARD_FIELDS, *sorted(keys - set(STANDARD_FIELDS))],
+        "fields": _fields(keys),
         "labels": sorted(label_names),
         "default_stale_after_s": DEFAULT_STALE_S,
         "total": len(items),
@@ -299,10 +314,7 @@ def get_source(
     runs = store.list_pipeline_runs(state.project, state.pipeline, state.env, limit)
     out = _pipeline_source(Lookup(store, rules, now), state, runs, field)
     out["field"] = field
-    out["fields"] = [
-        *STANDARD_FIELDS,
-        *sorted(numeric_keys(runs) - set(STANDARD_FIELDS)),
-    ]
+    out["fields"] = _fields(numeric_keys(runs))
     out["history"] = [
         {
             "run_id": r.run_id,
@@ -317,17 +329,7 @@ def get_source(
         }
         for r in reversed(runs)
     ]
-    out["failure_history"] = [
-        {
-            "run_id": r.run_id,
-            "batch_id": r.batch_id,
-            "t": r.started_at or r.created_at,
-            "ended_at": r.ended_at,
-            "error_message": r.error_message,
-        }
-        for r in runs
-        if r.status == "FAILED"
-    ]
+    out["failure_history"] = [_failure(r) for r in runs if r.status == "FAILED"]
     del out["trend"]
     return out
 
@@ -372,22 +374,11 @@ def get_source_group(
         runs = store.list_pipeline_runs(state.project, state.pipeline, state.env, limit)
         keys |= numeric_keys(runs)
         members.append(_pipeline_source(look, state, runs, field))
-        failures += [
-            {
-                "pipeline": r.pipeline,
-                "run_id": r.run_id,
-                "batch_id": r.batch_id,
-                "t": r.started_at or r.created_at,
-                "ended_at": r.ended_at,
-                "error_message": r.error_message,
-            }
-            for r in runs
-            if r.status == "FAILED"
-        ]
+        failures += [{"pipeline": r.pipeline, **_failure(r)} for r in runs if r.status == "FAILED"]
     out = _group(name, value, members)
     del out["trend"]
     out["field"] = field
-    out["fields"] = [*STANDARD_FIELDS, *sorted(keys - set(STANDARD_FIELDS))]
+    out["fields"] = _fields(keys)
     out["sources"] = [
         {k: v for k, v in m.items() if k != "trend"} for m in sorted(members, key=_order)
     ]

@@ -14,8 +14,7 @@ import httpx2
 import pytest
 
 from flowdeck.sdk import Client
-from tests.sdk.conftest import server_on
-from tests.servers import free_port
+from tests.servers import free_port, server_on
 
 T = 1_763_596_800  # 2025-11-20T00:00:00Z
 

@@ -17,8 +17,7 @@ import httpx2
 import pytest
 
 from flowdeck.sdk import Client, current_run
-from tests.sdk.conftest import server_on
-from tests.servers import free_port
+from tests.servers import free_port, server_on
 
 
 @pytest.fixture

@@ -286,6 +286,14 @@ def _where(kind: str, data: Mapping[str, Any], index: int | None) -> str:
     return f"{kind}s[{index}]" if index is not None else kind
 
 
+def _checker(kind: str, data: Any, index: int | None) -> _Checker:
+    """The checker of one rule or channel; InvalidInput at once when it is no mapping."""
+    if not isinstance(data, Mapping):
+        where = f"{kind}s[{index}]" if index is not None else kind
+        raise InvalidInput([FieldProblem(where, "must be an object")])
+    return _Checker(_where(kind, data, index), data)
+
+
 def _name(c: _Checker) -> str:
     name = c.text("name", required=True, default="")
     if name and not _NAME.match(name):
@@ -306,10 +314,7 @@ def parse_rule(
 ) -> Rule:
     """A rule from its mapping, or InvalidInput naming each bad field. ``channels`` tells
     whether a channel name exists (unchecked when None)."""
-    if not isinstance(data, Mapping):
-        where = f"rules[{index}]" if index is not None else "rule"
-        raise InvalidInput([FieldProblem(where, "must be an object")])
-    c = _Checker(_where("rule", data, index), data)
+    c = _checker("rule", data, index)
     name = _name(c)
     kind = data.get("kind")
     if kind not in KINDS:
@@ -436,10 +441,7 @@ def _params(c: _Checker, kind: str) -> dict[str, Any]:
 
 
 def parse_channel(data: Any, *, index: int | None = None, source: str = "api") -> Channel:
-    if not isinstance(data, Mapping):
-        where = f"channels[{index}]" if index is not None else "channel"
-        raise InvalidInput([FieldProblem(where, "must be an object")])
-    c = _Checker(_where("channel", data, index), data)
+    c = _checker("channel", data, index)
     name = _name(c)
     ctype = data.get("type")
     if ctype not in CHANNEL_TYPES:

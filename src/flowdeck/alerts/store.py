@@ -73,6 +73,16 @@ def _alert_params(alert: Alert) -> dict[str, Any]:
     return params
 
 
+def blank_health() -> dict[str, Any]:
+    """A channel's health before any delivery was attempted."""
+    return {
+        "last_success_at": None,
+        "last_failure_at": None,
+        "last_error": None,
+        "failures_since_success": 0,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Notification:
     id: str
@@ -275,18 +285,20 @@ class AlertStore:
     def delete_rule(self, name: str) -> None:
         """Remove a rule and its current alerts (their history stays)."""
         with self.tx() as cur:
-            self._q(cur, "SELECT 1 FROM alert_rules WHERE name = :n", {"n": name})
-            if not cur.fetchall():
-                raise NotFound("alert rule", name)
-            self._q(cur, "DELETE FROM alert_rules WHERE name = :n", {"n": name})
+            self._delete(cur, "alert_rules", "alert rule", name)
             self._q(cur, "DELETE FROM alerts WHERE rule = :n", {"n": name})
 
     def delete_channel(self, name: str) -> None:
         with self.tx() as cur:
-            self._q(cur, "SELECT 1 FROM alert_channels WHERE name = :n", {"n": name})
-            if not cur.fetchall():
-                raise NotFound("channel", name)
-            self._q(cur, "DELETE FROM alert_channels WHERE name = :n", {"n": name})
+            self._delete(cur, "alert_channels", "channel", name)
+
+    def _delete(self, cur: Cursor, table: str, what: str, name: str) -> None:
+        """Delete the row ``name`` of ``table`` (one of ours, never client text); NotFound
+        names it as ``what`` when there is none."""
+        self._q(cur, f"SELECT 1 FROM {table} WHERE name = :n", {"n": name})
+        if not cur.fetchall():
+            raise NotFound(what, name)
+        self._q(cur, f"DELETE FROM {table} WHERE name = :n", {"n": name})
 
     # -- alerts ------------------------------------------------------------------------
     _SELECT_ALERTS: Final = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts"
@@ -671,15 +683,7 @@ class AlertStore:
         )
         out: dict[str, dict[str, Any]] = {}
         for channel, at, ok, error in rows:
-            h = out.setdefault(
-                channel,
-                {
-                    "last_success_at": None,
-                    "last_failure_at": None,
-                    "last_error": None,
-                    "failures_since_success": 0,
-                },
-            )
+            h = out.setdefault(channel, blank_health())
             if ok:
                 h["last_success_at"] = at
             else:
@@ -690,15 +694,7 @@ class AlertStore:
             "count(*) FILTER (WHERE status = 'failed') FROM notifications GROUP BY channel"
         )
         for channel, pending, failed in rows:
-            h = out.setdefault(
-                channel,
-                {
-                    "last_success_at": None,
-                    "last_failure_at": None,
-                    "last_error": None,
-                    "failures_since_success": 0,
-                },
-            )
+            h = out.setdefault(channel, blank_health())
             h["pending"] = int(pending)
             h["failed"] = int(failed)
         return out

@@ -21,6 +21,7 @@ from flowdeck.alerts.engine import Alert
 from flowdeck.alerts.matchers import MatcherError, parse_duration, parse_matcher
 from flowdeck.alerts.rules import Channel, Rule
 from flowdeck.alerts.service import AlertService, InUse, ReadOnly
+from flowdeck.alerts.store import blank_health
 from flowdeck.api.body import read_json
 from flowdeck.api.errors import ApiError
 from flowdeck.api.responses import JSON
@@ -64,13 +65,7 @@ def channel_out(channel: Channel, health: dict[str, Any] | None = None) -> dict[
     return {
         **channel.out(),
         "source": channel.source,
-        "health": health
-        or {
-            "last_success_at": None,
-            "last_failure_at": None,
-            "last_error": None,
-            "failures_since_success": 0,
-        },
+        "health": health or blank_health(),
     }
 
 

@@ -94,31 +94,6 @@ class FailedRun(BaseModel):
     error_message: str | None
 
 
-class SourceDetail(BaseModel):
-    key: str
-    project: str
-    env: str
-    pipeline: str
-    labels: dict[str, str]
-    runs: int
-    last_run_id: str
-    last_run_at: datetime
-    status: Status
-    last_success_at: datetime | None
-    seconds_since_success: float | None
-    consecutive_failures: int
-    stale: bool
-    stale_after_s: float
-    stale_rule: str | None
-    failures: int
-    recent_runs: int
-    latest_value: float | None
-    field: str
-    fields: list[str]
-    history: list[HistoryRun] = Field(description="up to 500 runs, oldest first")
-    failure_history: list[FailedRun] = Field(description="the failed runs, newest first")
-
-
 class PipelineSource(BaseModel):
     """One pipeline of a label value, with its state."""
 
@@ -140,6 +115,13 @@ class PipelineSource(BaseModel):
     failures: int
     recent_runs: int
     latest_value: float | None
+
+
+class SourceDetail(PipelineSource):
+    field: str
+    fields: list[str]
+    history: list[HistoryRun] = Field(description="up to 500 runs, oldest first")
+    failure_history: list[FailedRun] = Field(description="the failed runs, newest first")
 
 
 class BatchPoint(BaseModel):

@@ -119,6 +119,12 @@ class MetricDefinitionRow:
     updated_at: datetime
 
 
+def _scale(level: int) -> int:
+    """Units per second of the times read at ``level``: raw points (0) are kept in
+    microseconds, rollup buckets in seconds."""
+    return 1_000_000 if level == 0 else 1
+
+
 def _json(value: Any) -> Any:
     if isinstance(value, str | bytes):
         return orjson.loads(value)
@@ -367,7 +373,7 @@ class MetricsSql(abc.ABC):
             step,
             {},
         )
-        scale = 1_000_000 if level == 0 else 1
+        scale = _scale(level)
         return {
             (int(r[0]), int(r[1]) // scale): (int(r[2]), float(r[3]), float(r[4]), float(r[5]))
             for r in rows
@@ -387,7 +393,7 @@ class MetricsSql(abc.ABC):
         query = _RAW_BINS if level == 0 else _ROLLUP_BINS
         params = sketch.bin_params() if level == 0 else {}
         rows = self._metric_rows(query, project, name, series_ids, level, start, end, step, params)
-        scale = 1_000_000 if level == 0 else 1
+        scale = _scale(level)
         out: dict[tuple[int, int], list[sketch.Bin]] = {}
         for r in rows:
             out.setdefault((int(r[0]), int(r[1]) // scale), []).append(
@@ -407,7 +413,7 @@ class MetricsSql(abc.ABC):
         step: int,
         extra: Mapping[str, Any],
     ) -> list[Any]:
-        scale = 1_000_000 if level == 0 else 1
+        scale = _scale(level)
         params: dict[str, Any] = {
             **({"level": level} if level else {}),
             "a": start * scale,

@@ -8,6 +8,7 @@ bell and the lists refresh themselves over the change stream (htmx, ``HX-Target`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -16,8 +17,9 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from flowdeck.alerts.dispatch import Silence
 from flowdeck.alerts.engine import FIRING, PENDING, Alert
-from flowdeck.alerts.rules import Channel, Rule
+from flowdeck.alerts.rules import COMMON_FIELDS, Channel, Rule
 from flowdeck.alerts.service import APP_CHANNEL, AlertService, InUse, ReadOnly
 from flowdeck.api.alerts import parse_silence
 from flowdeck.api.services import Services, services
@@ -151,14 +153,24 @@ def alert_view(alert: Alert, silenced_by: str | None, rules: dict[str, Rule]) ->
     }
 
 
+def _current(
+    alerts: AlertService,
+    silences: Sequence[Silence],
+    rules: dict[str, Rule],
+    rule: str | None = None,
+) -> list[dict[str, Any]]:
+    """The pending and firing alerts (of one rule, or all), each with the silence on it."""
+    return [
+        alert_view(a, alerts.silenced_by(a, silences), rules)
+        for a in alerts.db.alerts(states=(PENDING, FIRING), rule=rule)
+    ]
+
+
 def alerts_context(alerts: AlertService) -> dict[str, Any]:
     now = alerts.clock()
     silences = alerts.db.silences(since=now)
     rules = alerts.rules()
-    current = [
-        alert_view(a, alerts.silenced_by(a, silences), rules)
-        for a in alerts.db.alerts(states=(PENDING, FIRING))
-    ]
+    current = _current(alerts, silences, rules)
     resolved = [
         alert_view(a, None, rules)
         for a in alerts.db.alerts(states=("resolved",), limit=HISTORY_LIMIT)
@@ -201,13 +213,18 @@ def alert_context(alerts: AlertService, fp: str) -> dict[str, Any]:
     }
 
 
+def _silence_form(context: dict[str, Any]) -> dict[str, str]:
+    """The silence form of an alert's page as it opens: its subject, for two hours."""
+    return {"duration": "2h", "matchers": "\n".join(context["matchers"])}
+
+
 @router.get("/alerts/{fp}")
 def alert_page(fp: str, request: Request, svc: Svc) -> Response:
     try:
         context = alert_context(service(svc), fp)
     except FlowdeckError as exc:
         return error_page(request, exc)
-    context["form"] = {"duration": "2h", "matchers": "\n".join(context["matchers"])}
+    context["form"] = _silence_form(context)
     context["ack_form"] = {}
     context["problems"] = {}
     context["done"] = request.query_params.get("done", "")
@@ -231,7 +248,7 @@ async def acknowledge(fp: str, request: Request, svc: Svc) -> Response:
         if not data.get("by"):
             context = alert_context(alerts, fp)
             context.update(
-                form={"duration": "2h", "matchers": "\n".join(context["matchers"])},
+                form=_silence_form(context),
                 ack_form=data,
                 problems={"by": "is required: who acknowledges"},
                 done="",
@@ -329,33 +346,9 @@ def rules_page(request: Request, svc: Svc) -> Response:
 def rule_context(alerts: AlertService, name: str) -> dict[str, Any]:
     rule = alerts.get_rule(name)
     now = alerts.clock()
-    silences = alerts.db.silences(since=now)
-    rules = alerts.rules()
-    current = [
-        alert_view(a, alerts.silenced_by(a, silences), rules)
-        for a in alerts.db.alerts(states=(PENDING, FIRING), rule=name)
-    ]
+    current = _current(alerts, alerts.db.silences(since=now), alerts.rules(), rule=name)
     spec = rule.out()
-    params = {
-        k: v
-        for k, v in spec.items()
-        if k
-        not in {
-            "name",
-            "kind",
-            "description",
-            "enabled",
-            "selector",
-            "severity",
-            "for",
-            "group_by",
-            "group_wait",
-            "repeat_interval",
-            "channels",
-            "runbook_url",
-            "remediation",
-        }
-    }
+    params = {k: v for k, v in spec.items() if k not in COMMON_FIELDS}
     return {
         "rule": rule,
         "spec": spec,
@@ -377,6 +370,13 @@ def rule_page(name: str, request: Request, svc: Svc) -> Response:
     return page(request, "rule.html", context)
 
 
+def _rule_refused(request: Request, alerts: AlertService, name: str, exc: ReadOnly) -> Response:
+    """The rule's page with why the change was refused (409)."""
+    context = rule_context(alerts, name)
+    context.update(done="", problem=str(exc))
+    return page(request, "rule.html", context, status_code=409)
+
+
 @router.post("/rules/{name}/enabled")
 async def set_rule_enabled(name: str, request: Request, svc: Svc) -> Response:
     try:
@@ -387,9 +387,7 @@ async def set_rule_enabled(name: str, request: Request, svc: Svc) -> Response:
         try:
             await run_in_threadpool(alerts.put_rule, spec, name)
         except ReadOnly as exc:
-            context = rule_context(alerts, name)
-            context.update(done="", problem=str(exc))
-            return page(request, "rule.html", context, status_code=409)
+            return _rule_refused(request, alerts, name, exc)
     except FlowdeckError as exc:
         return error_page(request, exc)
     done = "enabled" if spec["enabled"] else "disabled"
@@ -403,9 +401,7 @@ async def delete_rule(name: str, request: Request, svc: Svc) -> Response:
         try:
             await run_in_threadpool(alerts.delete_rule, name)
         except ReadOnly as exc:
-            context = rule_context(alerts, name)
-            context.update(done="", problem=str(exc))
-            return page(request, "rule.html", context, status_code=409)
+            return _rule_refused(request, alerts, name, exc)
     except FlowdeckError as exc:
         return error_page(request, exc)
     return back("/rules?" + urlencode({"done": f"deleted {name}"}))

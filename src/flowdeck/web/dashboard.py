@@ -22,6 +22,7 @@ from flowdeck.models import Status
 from flowdeck.runs import RunRecord
 from flowdeck.store import BatchQuery, BatchRow, RunQuery
 from flowdeck.store.sql import RUN_SORTS
+from flowdeck.web.query import one, one_date
 
 WINDOWS = ("24h", "7d", "30d", "custom")
 MAX_LISTED_BATCHES = 500
@@ -110,25 +111,8 @@ class Selection:
         return now - (timedelta(hours=amount) if unit == "h" else timedelta(days=amount)), None
 
 
-def _one(params: QueryParams, name: str) -> str | None:
-    value = params.get(name)
-    return value.strip() or None if value is not None else None
-
-
-def _date(params: QueryParams, name: str) -> date | None:
-    raw = _one(params, name)
-    if raw is None:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise InvalidInput(
-            [FieldProblem(name, f"must be a date YYYY-MM-DD; got {raw!r}")]
-        ) from None
-
-
 def _int(params: QueryParams, name: str, default: int) -> int:
-    raw = _one(params, name)
+    raw = one(params, name)
     if raw is None:
         return default
     try:
@@ -143,13 +127,13 @@ def _int(params: QueryParams, name: str, default: int) -> int:
 def parse_selection(params: QueryParams) -> Selection:
     """The selection in a dashboard URL; InvalidInput names the parameter and the rule."""
     problems: list[FieldProblem] = []
-    since = _one(params, "since") or "7d"
+    since = one(params, "since") or "7d"
     if since not in WINDOWS:
         problems.append(FieldProblem("since", f"must be one of {', '.join(WINDOWS)}"))
-    sort = _one(params, "sort") or "pipeline"
+    sort = one(params, "sort") or "pipeline"
     if sort not in RUN_SORTS:
         problems.append(FieldProblem("sort", f"unknown column {sort!r}"))
-    order = _one(params, "order") or "asc"
+    order = one(params, "order") or "asc"
     if order not in ("asc", "desc"):
         problems.append(FieldProblem("order", "must be asc or desc"))
     page_size = _int(params, "page_size", DEFAULT_PAGE_SIZE)
@@ -165,7 +149,7 @@ def parse_selection(params: QueryParams) -> Selection:
                 problems.append(FieldProblem("status", f"unknown status {name!r}"))
             elif name not in statuses:
                 statuses.append(name)
-    date_from, date_to = _date(params, "from"), _date(params, "to")
+    date_from, date_to = one_date(params, "from"), one_date(params, "to")
     if date_from and date_to and date_to < date_from:
         problems.append(FieldProblem("to", "must not be before from"))
     if problems:
@@ -174,9 +158,9 @@ def parse_selection(params: QueryParams) -> Selection:
         since=since,
         date_from=date_from,
         date_to=date_to,
-        env=_one(params, "env"),
-        project=_one(params, "project"),
-        batch=_one(params, "batch"),
+        env=one(params, "env"),
+        project=one(params, "project"),
+        batch=one(params, "batch"),
         sort=sort,
         order="desc" if order == "desc" else "asc",
         page=_int(params, "page", 1),

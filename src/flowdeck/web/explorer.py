@@ -31,6 +31,7 @@ from flowdeck.timeseries.query import (
 )
 from flowdeck.timeseries.runs import RUN_METRICS, RUN_TAGS
 from flowdeck.web.pages import error_page, page
+from flowdeck.web.query import one, one_date
 
 router = APIRouter(include_in_schema=False)
 Svc = Annotated[Services, Depends(services)]
@@ -100,31 +101,24 @@ class Exploration:
         return f"{path}?{urlencode(self.params(), doseq=True)}"
 
 
-def _one(params: QueryParams, name: str) -> str | None:
-    value = params.get(name)
-    return value.strip() or None if value is not None else None
-
-
 def _date(params: QueryParams, name: str, problems: list[FieldProblem]) -> date | None:
-    raw = _one(params, name)
-    if raw is None:
-        return None
+    """The date, or None with its problem added to ``problems``."""
     try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        problems.append(FieldProblem(name, f"must be a date YYYY-MM-DD; got {raw!r}"))
+        return one_date(params, name)
+    except InvalidInput as exc:
+        problems.extend(exc.problems)
         return None
 
 
 def parse_exploration(params: QueryParams, default_metric: str) -> Exploration:
     """The selection in an explorer URL; InvalidInput names the parameter and the rule."""
     problems: list[FieldProblem] = []
-    metric = _one(params, "metric") or default_metric
+    metric = one(params, "metric") or default_metric
     try:
         check_metric(metric)
     except ValueError as exc:
         problems.append(FieldProblem("metric", str(exc)))
-    aggregation = _one(params, "aggregation") or ("count" if metric == "runs.count" else "avg")
+    aggregation = one(params, "aggregation") or ("count" if metric == "runs.count" else "avg")
     if aggregation not in AGGREGATIONS:
         problems.append(FieldProblem("aggregation", f"must be one of {', '.join(AGGREGATIONS)}"))
     group_by: list[str] = []
@@ -135,19 +129,19 @@ def parse_exploration(params: QueryParams, default_metric: str) -> Exploration:
                 group_by.append(tag)
     if len(group_by) > 8 or any(len(t) > 100 for t in group_by):
         problems.append(FieldProblem("group_by", "at most 8 tag names of 100 characters"))
-    since = _one(params, "since") or "24h"
+    since = one(params, "since") or "24h"
     if since not in RANGES:
         problems.append(FieldProblem("since", f"must be one of {', '.join(RANGES)}"))
-    step = _one(params, "step") or "auto"
+    step = one(params, "step") or "auto"
     if step != "auto" and step not in STEPS:
         problems.append(FieldProblem("step", f"must be auto or one of {', '.join(STEPS)}"))
-    chart = _one(params, "chart") or "line"
+    chart = one(params, "chart") or "line"
     if chart not in CHARTS:
         problems.append(FieldProblem("chart", "must be line or bar"))
     date_from, date_to = _date(params, "from", problems), _date(params, "to", problems)
     if date_from and date_to and date_to < date_from:
         problems.append(FieldProblem("to", "must not be before from"))
-    project = _one(params, "project") or "default"
+    project = one(params, "project") or "default"
     if problems:
         raise InvalidInput(problems)
     return Exploration(
@@ -224,7 +218,7 @@ def _store(svc: Services) -> MetricsSql:
 def explore_page(request: Request, svc: Svc) -> Response:
     try:
         store = _store(svc)
-        project = _one(request.query_params, "project") or "default"
+        project = one(request.query_params, "project") or "default"
         names = store.list_metric_names(project)
         sel = parse_exploration(request.query_params, names[0][0] if names else "runs.count")
         tags = known_tags(store, sel)

@@ -54,6 +54,35 @@ def _label(by: str) -> str:
     return by[len("label:") :] if by.startswith("label:") else by
 
 
+def _open_alerts(svc: Services, pipelines: set[str], source: dict[str, Any]) -> list[Any]:
+    """The pending and firing alerts of these pipelines in the source's project and env."""
+    if svc.alerts is None:
+        return []
+    return [
+        a
+        for a in svc.alerts.db.alerts(states=("pending", "firing"))
+        if a.subject.get("pipeline") in pipelines
+        and a.subject.get("env") == source["env"]
+        and a.subject.get("project") == source["project"]
+    ]
+
+
+def _chart_page(
+    request: Request, svc: Services, template: str, context: dict[str, Any], chart: dict[str, Any]
+) -> Response:
+    """A source's own page: its context, the clock and its chart's data as JSON."""
+    return page(
+        request,
+        template,
+        {
+            **context,
+            "now": svc.clock(),
+            "chart_json": orjson.dumps(chart, option=orjson.OPT_UTC_Z).decode(),
+            "nav": "sources",
+        },
+    )
+
+
 @router.get("/sources")
 def sources_page(
     request: Request,
@@ -99,15 +128,7 @@ def source_page(
 ) -> Response:
     try:
         data = source_in(svc, pipeline, field or "rows_written", project or None, env or None)
-        alerts: list[Any] = []
-        if svc.alerts is not None:
-            alerts = [
-                a
-                for a in svc.alerts.db.alerts(states=("pending", "firing"))
-                if a.subject.get("pipeline") == pipeline
-                and a.subject.get("env") == data["env"]
-                and a.subject.get("project") == data["project"]
-            ]
+        alerts = _open_alerts(svc, {pipeline}, data)
     except FlowdeckError as exc:
         return error_page(request, exc)
     chart = {
@@ -124,17 +145,7 @@ def source_page(
             for h in data["history"]
         ],
     }
-    return page(
-        request,
-        "source.html",
-        {
-            "s": data,
-            "alerts": alerts,
-            "now": svc.clock(),
-            "chart_json": orjson.dumps(chart, option=orjson.OPT_UTC_Z).decode(),
-            "nav": "sources",
-        },
-    )
+    return _chart_page(request, svc, "source.html", {"s": data, "alerts": alerts}, chart)
 
 
 @router.get("/sources/by/{label}/{value:path}")
@@ -151,30 +162,11 @@ def source_group_page(
         data = source_group_in(
             svc, label, value, field or "rows_written", project or None, env or None
         )
-        alerts: list[Any] = []
-        if svc.alerts is not None:
-            members = set(data["members"])
-            alerts = [
-                a
-                for a in svc.alerts.db.alerts(states=("pending", "firing"))
-                if a.subject.get("pipeline") in members
-                and a.subject.get("env") == data["env"]
-                and a.subject.get("project") == data["project"]
-            ]
+        alerts = _open_alerts(svc, set(data["members"]), data)
     except FlowdeckError as exc:
         return error_page(request, exc)
     chart = {
         "field": data["field"],
         "runs": [{k: h[k] for k in ("batch_id", "status", "t", "value")} for h in data["history"]],
     }
-    return page(
-        request,
-        "source_group.html",
-        {
-            "g": data,
-            "alerts": alerts,
-            "now": svc.clock(),
-            "chart_json": orjson.dumps(chart, option=orjson.OPT_UTC_Z).decode(),
-            "nav": "sources",
-        },
-    )
+    return _chart_page(request, svc, "source_group.html", {"g": data, "alerts": alerts}, chart)
