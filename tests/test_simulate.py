@@ -145,8 +145,8 @@ def test_one_retailer_feed_lost_volume_in_the_last_nights() -> None:
         if p.kind != "feed":
             continue
         rows = [r["rows_read"] for r in prod_runs(p.name) if r["status"] == "SUCCESS"]
-        usual = statistics.median(rows[:-4])
-        if all(n < 0.6 * usual for n in rows[-4:]):
+        usual = statistics.median(rows[:-2])
+        if all(n < 0.65 * usual for n in rows[-2:]):
             shrunk.append(p.retailer)
     assert len(shrunk) == 1
     assert shrunk[0] is not None

@@ -274,10 +274,10 @@ def plan_defects(
         plant("prod", ago, broken, Twist(error=error + "(business key repeated in {date} source)"))
     plant("prod", 3, broken, Twist(succeed=True))
 
-    # One retailer's sell-out file has shrunk for the last four nights (stores missing).
+    # One retailer's sell-out file has shrunk for the last two nights (stores missing).
     shrinking = rng.choice(_SELLOUT_FEEDS)
     factor = rng.uniform(0.3, 0.45)
-    for ago in range(1, 5):
+    for ago in range(1, 3):
         plant("prod", ago, shrinking, Twist(volume=factor * rng.uniform(0.95, 1.05)))
 
     # Outage nights: a source system is down; its extract and everything downstream fail.
