@@ -174,25 +174,16 @@ class Writer:
         self._queue.put(_METRICS)
         return job.future
 
-    def _take(self) -> Any:
-        """The next run request (or _STOP), doing any metric jobs queued before it."""
+    def _take(self, block: bool = True, deadline: float | None = None) -> Any:
+        """The next run request (or _STOP), doing any metric jobs queued before it. Without
+        ``block`` or past ``deadline`` (a perf_counter time), queue.Empty when none waits."""
         while True:
-            item = self._queue.get()
-            if item is not _METRICS:
-                return item
-            self._run_metric_jobs()
-
-    def _take_nowait(self) -> Any:
-        while True:
-            item = self._queue.get_nowait()
-            if item is not _METRICS:
-                return item
-            self._run_metric_jobs()
-
-    def _take_until(self, deadline: float) -> Any:
-        """The next run request if one comes before ``deadline`` (else queue.Empty)."""
-        while True:
-            item = self._queue.get(timeout=max(deadline - time.perf_counter(), 0))
+            if not block:
+                item = self._queue.get_nowait()
+            elif deadline is None:
+                item = self._queue.get()
+            else:
+                item = self._queue.get(timeout=max(deadline - time.perf_counter(), 0))
             if item is not _METRICS:
                 return item
             self._run_metric_jobs()
@@ -278,10 +269,8 @@ class Writer:
                 deadline = time.perf_counter() + linger
             while size < self.max_group_runs:
                 try:
-                    if deadline is None or len(group) >= in_flight:
-                        nxt = self._take_nowait()
-                    else:
-                        nxt = self._take_until(deadline)
+                    waiting = deadline is not None and len(group) < in_flight
+                    nxt = self._take(block=waiting, deadline=deadline)
                 except queue.Empty:
                     break
                 if nxt is _STOP:

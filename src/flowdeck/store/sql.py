@@ -483,14 +483,17 @@ class SqlStore(MetricsSql, Store):
         # pipelines the first time a late success needs them (one query, not one a key).
         fetched: dict[PipelineKey, Streak] | None = None
 
-        def known_streak(key: PipelineKey) -> Streak | None:
-            nonlocal fetched
+        def remembered(key: PipelineKey) -> Streak | None:
             streak = cache.streaks.get(key) if cache is not None else None
-            if streak is None:
-                if fetched is None:
-                    fetched = self._read_streaks(cur, touched, current, cache)
+            if streak is None and fetched is not None:
                 streak = fetched.get(key)
             return streak
+
+        def known_streak(key: PipelineKey) -> Streak | None:
+            nonlocal fetched
+            if fetched is None and remembered(key) is None:
+                fetched = self._read_streaks(cur, touched, current, cache)
+            return remembered(key)
 
         def failures_after(key: PipelineKey, since: datetime) -> int:
             streak = known_streak(key)
@@ -512,9 +515,7 @@ class SqlStore(MetricsSql, Store):
                 continue
             states.append(state)
             if cache is not None:
-                streak = cache.streaks.get(key)
-                if streak is None and fetched is not None:
-                    streak = fetched.get(key)
+                streak = remembered(key)
                 if streak is None and key not in current:
                     streak = {}  # a new pipeline
                 streaks[key] = None if streak is None else next_streak(streak, key, mine, state)
