@@ -188,3 +188,49 @@ def test_the_server_keeps_serving_after_bad_input(client: TestClient) -> None:
     client.post(URL, content=b"\xff\xfe", headers={"content-type": "application/json"})
     assert client.get("/healthz").json()["status"] == "ok"
     assert client.post(URL, json=as_json(run("a"))).status_code == 200
+
+
+# -- a large list of new runs goes in as columns (DuckDB); the answers stay the same ------
+
+
+def _bulk(n: int, prefix: str = "bulk") -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": f"{prefix}-{i}",
+            "pipeline": f"load_{i % 9}",
+            "batch_id": 77,
+            "env": "prod",
+            "status": "SUCCESS" if i % 10 else "FAILED",
+            "started_at": "2026-01-05T02:00:00Z",
+            "ended_at": "2026-01-05T02:10:00+00:00",
+            "rows_read": 1000 + i,
+            "labels": {"team": "core", "padding": "x" * 100},
+        }
+        for i in range(n)
+    ]
+
+
+def test_a_large_list_of_new_runs_is_stored_like_any_other(client: TestClient) -> None:
+    runs = _bulk(600)
+    first = client.post("/api/v1/runs", json=runs)
+    assert first.status_code == 200, first.text
+    assert first.json()["accepted"] == 600
+    assert first.json()["run_ids"][:2] == ["bulk-0", "bulk-1"]
+    batch = client.get("/api/v1/batches/77").json()
+    assert (batch["total"], batch["succeeded"], batch["failed"]) == (600, 540, 60)
+    detail = client.get("/api/v1/runs/bulk-5").json()
+    assert detail["duration_s"] == 600.0 and detail["labels"]["team"] == "core"
+    # The same body again: every run is known now, so it is merged (and changes nothing).
+    again = client.post("/api/v1/runs", json=runs)
+    assert again.status_code == 200 and again.json()["accepted"] == 600
+    assert client.get("/api/v1/batches/77").json()["total"] == 600
+
+
+def test_a_large_list_with_one_bad_run_is_rejected_whole(client: TestClient) -> None:
+    runs = _bulk(600, prefix="bad")
+    runs[321]["started_at"] = "2026-01-05T02:00:00"
+    response = client.post("/api/v1/runs", json=runs)
+    assert response.status_code == 422
+    assert "runs[321].started_at" in response.text
+    assert "time zone" in response.text
+    assert client.get("/api/v1/runs/bad-0").status_code == 404

@@ -13,8 +13,10 @@ from flowdeck.api.errors import ApiError
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services, services
 from flowdeck.api.shapes import run_out
+from flowdeck.ingest.columnar import MIN_BODY_BYTES, read_columnar
 from flowdeck.ingest.reports import BadJson, TooManyRuns, parse_reports
 from flowdeck.models import Accepted, RunDetail
+from flowdeck.store.bulk import RunsExist
 
 router = APIRouter(tags=["runs"])
 
@@ -62,8 +64,19 @@ async def post_runs(request: Request, svc: Annotated[Services, Depends(services)
 async def ingest(request: Request, svc: Services) -> Response:
     """POST /api/v1/runs itself (also reached without FastAPI's routing: see fastpath.py)."""
     body = await read_json(request, svc.settings.max_body_bytes)
+    limit = svc.settings.max_runs_per_request
+    if svc.writer.takes_columns and len(body) >= MIN_BODY_BYTES:
+        # A list of new runs goes in as columns; anything else (or a run seen before)
+        # takes the general path below, with the same result.
+        columns = await run_in_threadpool(read_columnar, body, limit)
+        if columns is not None:
+            try:
+                written = await svc.writer.write_columns(columns)
+            except RunsExist:
+                pass
+            else:
+                return JSON({"accepted": len(written), "run_ids": written})
     try:
-        limit = svc.settings.max_runs_per_request
         if len(body) <= INLINE_PARSE_BYTES:
             reports, locate = parse_reports(body, limit)
         else:

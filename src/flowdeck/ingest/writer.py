@@ -18,9 +18,11 @@ from typing import Any, TypeVar
 from flowdeck.batches import batch_out
 from flowdeck.errors import FieldProblem, FlowdeckError, InvalidInput, StoreUnavailable
 from flowdeck.events import EventBus
+from flowdeck.ingest.columnar import Columnar
 from flowdeck.runs import RunProblem, RunRecord, merge
 from flowdeck.store import Store, WritePlan
 from flowdeck.store.base import BatchKey
+from flowdeck.store.bulk import ColumnarAppend
 from flowdeck.store.metrics_sql import MetricsSql
 from flowdeck.timeseries.points import PointBatch
 
@@ -39,6 +41,15 @@ class WriteRequest:
     reports: Sequence[Report]
     # How the API names a report in error messages: "runs[3]" or "run".
     locate: Callable[[int], str]
+    future: Future[list[str]] = field(default_factory=Future)
+
+
+@dataclass(eq=False)
+class ColumnarRequest:
+    """New runs as one Arrow table (ingest/columnar.py): committed in a transaction of
+    their own, without becoming Python objects."""
+
+    columns: Columnar
     future: Future[list[str]] = field(default_factory=Future)
 
 
@@ -151,6 +162,23 @@ class Writer:
     ) -> list[str]:
         return await asyncio.wrap_future(self.submit(reports, locate))
 
+    @property
+    def takes_columns(self) -> bool:
+        """Whether the store appends new runs from Arrow tables (``write_columns``)."""
+        return isinstance(self.store, ColumnarAppend)
+
+    def submit_columns(self, columns: Columnar) -> Future[list[str]]:
+        """Queue a table of new runs; the future gives their run_ids once committed, or
+        raises RunsExist (nothing written: send them as reports) / StoreUnavailable."""
+        if self._thread is None:
+            raise StoreUnavailable("the writer is not running")
+        request = ColumnarRequest(columns)
+        self._queue.put(request)
+        return request.future
+
+    async def write_columns(self, columns: Columnar) -> list[str]:
+        return await asyncio.wrap_future(self.submit_columns(columns))
+
     # -- metrics: points and other store calls on this thread ---------------------------
     def submit_points(self, batch: PointBatch, max_series: int) -> Future[int]:
         """Queue validated points; the future gives their number once committed, or raises
@@ -254,10 +282,17 @@ class Writer:
         # Requests in flight at the end of the last commit: those it answered (their
         # clients are about to send again) and those that queued meanwhile.
         in_flight = 0
+        carried: ColumnarRequest | None = None
         while not stopping:
+            if carried is not None:
+                self._commit_columns(carried)
+                carried = None
             item = self._take()
             if item is _STOP:
                 break
+            if isinstance(item, ColumnarRequest):
+                self._commit_columns(item)
+                continue
             group: list[WriteRequest] = [item]
             size = len(item.reports)
             # With several clients, the ones just answered send again while the writer
@@ -276,6 +311,9 @@ class Writer:
                 if nxt is _STOP:
                     stopping = True
                     break
+                if isinstance(nxt, ColumnarRequest):
+                    carried = nxt  # after this group, in a transaction of its own
+                    break
                 group.append(nxt)
                 size += len(nxt.reports)
             # A request whose caller gave up before we got to it is not written; the others
@@ -284,6 +322,39 @@ class Writer:
             if group:
                 self._commit(group)
             in_flight = len(group) + self._queue.qsize()
+        if carried is not None:
+            self._commit_columns(carried)
+
+    def _commit_columns(self, request: ColumnarRequest) -> None:
+        if not request.future.set_running_or_notify_cancel():
+            return
+        store = self.store
+        assert isinstance(store, ColumnarAppend)
+        started = time.perf_counter()
+        table = request.columns.table
+        try:
+            batches = store.append_runs(table, self.clock())
+        except FlowdeckError as exc:
+            request.future.set_exception(exc)
+            return
+        except Exception as exc:
+            log.exception("writer failed")
+            request.future.set_exception(StoreUnavailable(f"write failed: {exc}"))
+            return
+        run_ids = request.columns.run_ids
+        request.future.set_result(run_ids)
+        self.stats.commits += 1
+        self.stats.requests += 1
+        self.stats.runs_written += len(run_ids)
+        self.stats.last_commit_seconds = time.perf_counter() - started
+        if self.bus is not None:
+            names = ("run_id", "project", "pipeline", "batch_id", "env", "status")
+            columns = [table.column(name).to_pylist() for name in names]
+            rows = zip(*columns, strict=True)
+            self.bus.publish(
+                tuple(dict(zip(names, values, strict=True)) for values in rows),
+                tuple(batch_out(b) for b in batches),
+            )
 
     def _commit(self, group: list[WriteRequest]) -> None:
         started = time.perf_counter()

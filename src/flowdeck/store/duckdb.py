@@ -18,8 +18,9 @@ import pyarrow as pa
 from flowdeck.errors import StoreUnavailable
 from flowdeck.pipelines import PipelineKey
 from flowdeck.store.base import BatchKey
+from flowdeck.store.bulk import INCOMING, ColumnarAppend
 from flowdeck.store.cache import WriteCache
-from flowdeck.store.sql import BATCH_COLUMNS, PIPELINE_COLUMNS, RUN_COLUMNS, Cursor, SqlStore
+from flowdeck.store.sql import BATCH_COLUMNS, PIPELINE_COLUMNS, RUN_COLUMNS, Cursor
 
 _TS = pa.timestamp("us", tz="UTC")
 _RUN_SCHEMA = pa.schema(
@@ -72,6 +73,7 @@ _STAGED = (
     "staged_pkeys",
     "staged_pipelines",
     "staged_batches",
+    INCOMING,
 )
 
 
@@ -95,7 +97,7 @@ def path_from_url(url: str) -> str:
     return rest
 
 
-class DuckDBStore(SqlStore):
+class DuckDBStore(ColumnarAppend):
     backend = "duckdb"
     param_style = "duckdb"
     types: ClassVar = {"text": "VARCHAR", "double": "DOUBLE", "json": "JSON"}

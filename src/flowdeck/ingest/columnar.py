@@ -1,0 +1,321 @@
+"""Bulk run reports read straight into columns by DuckDB's JSON reader.
+
+A list of thousands of new runs is the common bulk request, and through Python objects it
+costs about 25 µs a run (validation, merge, staging). Here DuckDB parses the body, checks
+every rule the API's validation checks, and derives status and fields exactly as
+``runs.merge`` does for a new run, all in one query that runs without the GIL. The result
+is an Arrow table the writer appends as it is (see ``store/bulk.py``).
+
+The reader is deliberately narrower than the API: whatever it is not sure to read exactly
+as ``parse_reports`` would (a string where a number belongs, a timestamp in another
+spelling, an unknown field, a duplicate key…) makes it answer None, and the request takes
+the general path, which accepts it or names every problem. So a request either gets the
+same result both ways or goes the general way; ``tests/test_columnar.py`` holds the two
+paths to that.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flowdeck.models import RunIn
+from flowdeck.runs import DEFAULT_ENV, DEFAULT_PROJECT
+
+# Smaller bodies take the general path: the query's fixed cost (about 1 ms) buys nothing.
+MIN_BODY_BYTES: Final = 64 * 1024
+
+FIELDS: Final = tuple(RunIn.__annotations__)
+_NAMES: Final = ("run_id", "project", "pipeline", "env")
+_TEXTS: Final = (*_NAMES, "error_message")
+_COUNTS: Final = (
+    "rows_read",
+    "rows_written",
+    "rows_invalid",
+    "rows_inserted",
+    "rows_updated",
+    "dq_errors",
+)
+_RATES: Final = ("duration_s", "read_throughput", "write_throughput")
+_OBJECTS: Final = ("custom_stats", "labels")
+_STATUSES: Final = ("PENDING", "RUNNING", "SUCCESS", "FAILED")
+_QUOTED_STATUSES: Final = ", ".join(f"'\"{s}\"'" for s in _STATUSES)
+_MAX_COUNT: Final = 2**62
+# What the general path accepts as a zoned timestamp, in the one spelling read here.
+_TIMESTAMP: Final = (
+    r'"[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?'
+    r'(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"'
+)
+
+# Columns of the result, in the order of the runs table (created_at, updated_at and
+# sort_at are the writer's: they depend on the commit's clock).
+COLUMNS: Final = (
+    "run_id",
+    "project",
+    "pipeline",
+    "batch_id",
+    "env",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "rows_read",
+    "rows_written",
+    "rows_invalid",
+    "rows_inserted",
+    "rows_updated",
+    "dq_errors",
+    "read_throughput",
+    "write_throughput",
+    "custom_stats",
+    "labels",
+    "error_message",
+    "derived",
+)
+
+
+def _text(c: str) -> str:
+    """The string value of a JSON string (raw JSON text ``c``), unescaped only if needed."""
+    return f"CASE WHEN contains({c}, '\\') THEN {c}::JSON->>'$' ELSE {c}[2:-2] END"
+
+
+def _is_string(c: str) -> str:
+    return f"starts_with({c}, '\"')"
+
+
+# custom_stats values flowdeck reads as row counts (runs.as_count), taken out of the JSON
+# once: (column, key).
+_STAT_COUNTS: Final = (
+    ("s_new", "scd2_new"),
+    ("s_changed", "scd2_changed"),
+    ("s_dq", "dq_failed_rows"),
+)
+_JSON_NUMBER: Final = r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?"
+
+
+def _as_count(t: str) -> str:
+    """``runs.as_count`` of a custom_stats value, from its JSON text ``t``."""
+    d = f"TRY_CAST({t} AS DOUBLE)"
+    return f"""CASE
+        WHEN regexp_full_match({t}, '-?[0-9]+')
+            THEN CASE WHEN TRY_CAST({t} AS HUGEINT) >= 0 THEN TRY_CAST({t} AS BIGINT) END
+        WHEN regexp_full_match({t}, '{_JSON_NUMBER}')
+            THEN CASE WHEN {d} >= 0 AND {d} = floor({d}) THEN {d}::BIGINT END
+        WHEN regexp_full_match({t}, '"[0-9]+"') THEN TRY_CAST({t}[2:-2] AS BIGINT)
+        END"""
+
+
+def _count_is_plain(t: str) -> str:
+    """The value ``t`` is one ``_as_count`` reads as ``as_count`` would: nothing outside
+    BIGINT, and a string only in plain ASCII (``str.isdigit`` knows other digits)."""
+    return f"""({t} IS NULL
+        OR (regexp_full_match({t}, '-?[0-9]{{1,18}}'))
+        OR (regexp_full_match({t}, '{_JSON_NUMBER}')
+            AND abs(TRY_CAST({t} AS DOUBLE)) <= {_MAX_COUNT})
+        OR (starts_with({t}, '"') AND NOT contains({t}, '\\') AND length({t}) <= 20
+            AND regexp_full_match({t}, '[ -~]*'))
+        OR NOT regexp_full_match({t}, '["0-9-].*'))"""
+
+
+# Labels map names of 1-100 characters to strings of at most 1,000. A short object (of
+# at most 100 characters, so no name or value can be too long) is checked by one pattern
+# over its text; a longer one name by name.
+_PAIR: Final = r'\s*"(?:[^"\\]|\\.)+"\s*:\s*"(?:[^"\\]|\\.)*"\s*'
+_LABELS_SHORT: Final = rf"\{{(?:{_PAIR}(?:,{_PAIR})*|\s*)\}}"
+_LABELS_PLAIN: Final = f"""CASE WHEN length(labels) <= 100
+    THEN regexp_full_match(labels, '{_LABELS_SHORT}')
+    ELSE coalesce(list_bool_and(list_transform(json_keys(labels),
+            lambda k: length(k) BETWEEN 1 AND 100)), true)
+        AND coalesce(list_bool_and(list_transform(json_extract(labels, '$.*'),
+            lambda v: json_type(v) = 'VARCHAR' AND length(v->>'$') <= 1000)), true)
+    END"""
+
+
+def _query() -> str:
+    columns = ", ".join(f"{name}: 'JSON'" for name in FIELDS)
+    raw = ", ".join(
+        f"{name}::VARCHAR AS {name}" if name not in _OBJECTS else name for name in FIELDS
+    )
+    checks = [
+        *(f"({c} IS NULL OR {_is_string(c)})" for c in (*_TEXTS, "status")),
+        *(f"({c} IS NULL OR length({_text(c)}) BETWEEN 1 AND 200)" for c in _NAMES),
+        "(error_message IS NULL OR length(error_message) <= 65536)",
+        f"(status IS NULL OR status IN ({_QUOTED_STATUSES}))",
+        "(batch_id IS NULL OR regexp_full_match(batch_id, '-?[0-9]+') OR"
+        f" ({_is_string('batch_id')} AND length({_text('batch_id')}) BETWEEN 1 AND 200))",
+        *(
+            f"({c} IS NULL OR (regexp_full_match({c}, '{_TIMESTAMP}')"
+            f" AND NOT starts_with({c}, '\"0000')))"
+            for c in ("started_at", "ended_at")
+        ),
+        *(
+            f"({c} IS NULL OR regexp_full_match({c}, '[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?'))"
+            for c in _RATES
+        ),
+        *(f"({c} IS NULL OR (regexp_full_match({c}, '[0-9]{{1,19}}')))" for c in _COUNTS),
+        *(f"({c} IS NULL OR starts_with({c}::VARCHAR, '{{'))" for c in _OBJECTS),
+    ]
+    typed = ", ".join(
+        [
+            f"coalesce({_text('run_id')}, uuid()::VARCHAR) AS run_id",
+            f"coalesce({_text('project')}, '{DEFAULT_PROJECT}') AS project",
+            f"{_text('pipeline')} AS pipeline",
+            f"CASE WHEN {_is_string('batch_id')} THEN {_text('batch_id')}"
+            " ELSE batch_id::HUGEINT::VARCHAR END AS batch_id",
+            f"coalesce({_text('env')}, '{DEFAULT_ENV}') AS env",
+            "status[2:-2] AS status",
+            *(f"CAST({c}[2:-2] AS TIMESTAMPTZ) AS {c}" for c in ("started_at", "ended_at")),
+            *(f"CAST({c} AS DOUBLE) AS {c}" for c in _RATES),
+            *(f"CAST({c} AS HUGEINT) AS {c}" for c in _COUNTS),
+            "custom_stats::VARCHAR AS cs",
+            *(
+                f"json_extract(custom_stats, '$.{key}')::VARCHAR AS {col}"
+                for col, key in _STAT_COUNTS
+            ),
+            "labels::VARCHAR AS labels",
+            f"{_text('error_message')} AS error_message",
+        ]
+    )
+    return f"""
+WITH raw AS (
+    SELECT {raw} FROM read_json($path, format = 'array', columns = {{{columns}}})
+), checked AS (
+    SELECT {" AND ".join(checks)} AS ok, * FROM raw
+), typed AS (
+    SELECT ok, {typed} FROM checked
+), plain AS (
+    SELECT *,
+        ok AND pipeline IS NOT NULL
+           AND (started_at IS NULL OR ended_at IS NULL OR ended_at >= started_at)
+           AND {" AND ".join(f"({c} IS NULL OR {c} <= {_MAX_COUNT})" for c in _COUNTS)}
+           AND {" AND ".join(f"({c} IS NULL OR isfinite({c}))" for c in _RATES)}
+           AND {" AND ".join(_count_is_plain(col) for col, _ in _STAT_COUNTS)}
+           AND (labels IS NULL OR {_LABELS_PLAIN})
+           AS valid,
+        started_at IS NOT NULL AND ended_at IS NOT NULL AND duration_s IS NULL AS duration_derived
+    FROM typed
+), derived AS (
+    SELECT *,
+        CASE WHEN duration_derived
+             THEN greatest((epoch_us(ended_at) - epoch_us(started_at)) / 1000000.0, 0.0)
+             ELSE duration_s END AS duration
+    FROM plain
+), filled AS (
+    SELECT *,
+        read_throughput IS NULL AND rows_read IS NOT NULL AND duration > 0 AS rt_derived,
+        write_throughput IS NULL AND rows_written IS NOT NULL AND duration > 0 AS wt_derived,
+        rows_inserted IS NULL AND {_as_count("s_new")} IS NOT NULL AS ins_derived,
+        rows_updated IS NULL AND {_as_count("s_changed")} IS NOT NULL AS upd_derived,
+        dq_errors IS NULL AS dq_derived,
+        status IS NULL AS status_derived
+    FROM derived
+)
+SELECT
+    valid,
+    run_id, project, pipeline, coalesce(batch_id, run_id) AS batch_id, env,
+    coalesce(status, CASE
+        WHEN started_at IS NULL THEN 'PENDING'
+        WHEN ended_at IS NULL THEN 'RUNNING'
+        WHEN coalesce(rows_invalid, 0) > 0 OR duration_derived THEN 'FAILED'
+        ELSE 'SUCCESS' END) AS status,
+    started_at, ended_at, duration AS duration_s,
+    rows_read::BIGINT AS rows_read, rows_written::BIGINT AS rows_written,
+    rows_invalid::BIGINT AS rows_invalid,
+    CASE WHEN ins_derived THEN {_as_count("s_new")} ELSE rows_inserted::BIGINT END
+        AS rows_inserted,
+    CASE WHEN upd_derived THEN {_as_count("s_changed")} ELSE rows_updated::BIGINT END
+        AS rows_updated,
+    CASE WHEN NOT dq_derived THEN dq_errors::BIGINT
+         WHEN rows_invalid IS NOT NULL THEN rows_invalid::BIGINT
+         ELSE coalesce({_as_count("s_dq")}, 0) END AS dq_errors,
+    CASE WHEN rt_derived THEN rows_read / duration ELSE read_throughput END
+        AS read_throughput,
+    CASE WHEN wt_derived THEN rows_written / duration ELSE write_throughput END
+        AS write_throughput,
+    coalesce(cs, '{{}}') AS custom_stats, coalesce(labels, '{{}}') AS labels, error_message,
+    concat_ws(',',
+        CASE WHEN dq_derived THEN 'dq_errors' END,
+        CASE WHEN duration_derived THEN 'duration_s' END,
+        CASE WHEN rt_derived THEN 'read_throughput' END,
+        CASE WHEN ins_derived THEN 'rows_inserted' END,
+        CASE WHEN upd_derived THEN 'rows_updated' END,
+        CASE WHEN status_derived THEN 'status' END,
+        CASE WHEN wt_derived THEN 'write_throughput' END) AS derived
+FROM filled
+"""
+
+
+def _keys_query() -> str:
+    """Count the body's runs and check every key of each is a field of RunIn. (An element
+    that is not an object, or has a key twice, makes the main query fail instead.)"""
+    names = "|".join(FIELDS)
+    return f"""
+SELECT count(*), coalesce(bool_and(
+           regexp_full_match(k, '\\[(({names})(, ({names}))*)?\\]')
+           -- and no key of its own holds the ", " that separates them
+           AND (n = 0 OR length(k) - length(replace(k, ', ', '')) = 2 * (n - 1))), false)
+FROM (SELECT json_keys(json)::VARCHAR AS k, len(json_keys(json)) AS n
+      FROM read_json_objects($path, format = 'array'))
+"""
+
+
+_QUERY: Final = _query()
+_KEYS: Final = _keys_query()
+
+
+@dataclass(frozen=True, slots=True)
+class Columnar:
+    """New runs as the writer appends them (the columns of ``COLUMNS``)."""
+
+    table: pa.Table
+    run_ids: list[str]
+
+
+class _Reader(threading.local):
+    """One in-memory DuckDB connection and one scratch file per thread."""
+
+    def __init__(self) -> None:
+        self.db = duckdb.connect(":memory:", config={"threads": 1})
+        folder = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None
+        fd, name = tempfile.mkstemp(prefix="flowdeck-ingest-", suffix=".json", dir=folder)
+        os.close(fd)
+        self.path = name
+
+
+_reader = _Reader()
+
+
+def read_columnar(
+    body: bytes, max_runs: int, *, min_bytes: int = MIN_BODY_BYTES
+) -> Columnar | None:
+    """The runs of a JSON list body as columns, or None when the general path must read it:
+    a small body, anything but a plain list of run objects, more than ``max_runs`` runs,
+    or any value this reader does not read exactly as the API's validation would."""
+    if len(body) < min_bytes or body.lstrip()[:1] != b"[":
+        return None
+    reader = _reader
+    path = reader.path
+    try:
+        with open(path, "wb") as f:
+            f.write(body)
+        ((count, plain),) = reader.db.execute(_KEYS, {"path": path}).fetchall()
+        if not plain or not 0 < count <= max_runs:
+            return None
+        table = reader.db.sql(_QUERY, params={"path": path}).to_arrow_table()
+    except duckdb.Error:
+        return None
+    finally:
+        with open(path, "wb"):
+            pass  # keep the file, drop its bytes
+    if table.num_rows != count or not pc.all(table.column("valid")).as_py():
+        return None
+    table = table.drop_columns(["valid"])
+    return Columnar(table, table.column("run_id").to_pylist())

@@ -1,0 +1,239 @@
+"""Appending a table of new runs (``ingest/columnar.py``) in one transaction: the runs as one
+INSERT from Arrow, each touched batch counted again in SQL, each touched pipeline's state
+advanced from one aggregate of the new runs. No run becomes a Python object.
+
+Only new runs come this way: the INSERT meets the primary key, and a run_id already stored
+(or twice in the table) fails it, the transaction rolls back, and the caller takes the
+general path, whose merge knows what to do with a run it has seen before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import duckdb
+import pyarrow as pa
+
+from flowdeck.errors import FlowdeckError, StoreUnavailable
+from flowdeck.ingest.columnar import COLUMNS
+from flowdeck.pipelines import PipelineKey, PipelineState
+from flowdeck.store.base import BatchRow
+from flowdeck.store.cache import PipelineUpdate
+from flowdeck.store.sql import (
+    _INSERT_NEW_PIPELINES,
+    _RECOUNT_PIPELINES,
+    _UPDATE_PIPELINES,
+    BATCH_COLUMNS,
+    PIPELINE_COLUMNS,
+    SqlStore,
+    batch_from_row,
+)
+from flowdeck.store.tallies import STATUS_COUNT, SUMMED
+
+INCOMING: Final = "incoming_runs"
+
+
+class RunsExist(FlowdeckError):
+    """Some run of the table is already stored (or is in it twice): merge them instead."""
+
+
+_INSERT: Final = f"""
+INSERT INTO runs ({", ".join(COLUMNS)}, created_at, updated_at, sort_at)
+SELECT {", ".join(COLUMNS)}, :now, :now, coalesce(started_at, :now) FROM {INCOMING}
+"""
+# Each touched batch: its stored numbers plus the new runs' (every number of a batch is a
+# count, a sum, a least or a greatest, so new runs add to it without a recount; the rules
+# are those of sql.batch_aggregates_sql). The earliest creation time of a batch without
+# starts is its sort_at, and new runs are created now.
+_STATUS_COUNTS: Final = ", ".join(
+    f"count(*) FILTER (WHERE status = '{s}') AS {c}" for s, c in STATUS_COUNT.items()
+)
+_ADDED: Final = ("total", *STATUS_COUNT.values(), *SUMMED, "dq_warning_processes")
+_ADD_TO_BATCHES: Final = f"""
+INSERT INTO batches ({", ".join(BATCH_COLUMNS)})
+WITH a AS (
+    SELECT project, batch_id, min(env) AS env, min(started_at) AS started_at,
+        max(ended_at) AS ended_at, count(*) AS total,
+        {_STATUS_COUNTS},
+        {", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in SUMMED)},
+        count(*) FILTER (WHERE dq_errors > 0.01 * coalesce(rows_read, 0)) AS dq_warning_processes
+    FROM {INCOMING} GROUP BY project, batch_id
+)
+SELECT a.project, a.batch_id, least(a.env, b.env), least(a.started_at, b.started_at),
+    greatest(a.ended_at, b.ended_at),
+    coalesce(least(a.started_at, b.started_at), least(b.sort_at, :now)),
+    {", ".join(f"a.{c} + coalesce(b.{c}, 0)" for c in _ADDED)},
+    :now
+FROM a LEFT JOIN batches b ON a.project = b.project AND a.batch_id = b.batch_id
+ON CONFLICT (project, batch_id) DO UPDATE SET
+{", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c not in ("project", "batch_id"))}
+RETURNING {", ".join(BATCH_COLUMNS)}
+"""
+_KEY: Final = "project, pipeline, env"
+_SAME: Final = "{a}.project = {b}.project AND {a}.pipeline = {b}.pipeline AND {a}.env = {b}.env"
+
+# Per touched pipeline: its stored state and what the new runs add to it, enough for
+# ``advance_with_new`` (pipelines.recount is the definition both must agree with).
+_PIPELINE_DELTAS: Final = f"""
+WITH inc AS (
+    SELECT {_KEY}, run_id, status, ended_at, coalesce(started_at, :now) AS t,
+           row(coalesce(started_at, :now), run_id) AS o
+    FROM {INCOMING}
+), best AS (
+    SELECT {_KEY}, count(*) AS n,
+        max(o) AS last, arg_max(status, o) AS last_status,
+        max(o) FILTER (WHERE status = 'SUCCESS') AS success,
+        arg_max(coalesce(ended_at, t), o) FILTER (WHERE status = 'SUCCESS') AS success_end
+    FROM inc GROUP BY {_KEY}
+), agg AS (
+    SELECT i.project, i.pipeline, i.env,
+        count(*) FILTER (
+            WHERE i.status = 'FAILED' AND (b.success IS NULL OR i.t > b.success[1])
+        ) AS failed_after_new_success,
+        count(*) FILTER (
+            WHERE i.status = 'FAILED' AND (p.last_success_t IS NULL OR i.t > p.last_success_t)
+        ) AS failed_after_stored_success
+    FROM inc i
+    JOIN best b ON {_SAME.format(a="b", b="i")}
+    LEFT JOIN pipelines p ON {_SAME.format(a="p", b="i")}
+    GROUP BY i.project, i.pipeline, i.env
+)
+SELECT b.project, b.pipeline, b.env, b.n,
+    b.last[2], b.last[1], b.last_status,
+    b.success[2], b.success[1], b.success_end,
+    agg.failed_after_new_success, agg.failed_after_stored_success,
+    {", ".join(f"p.{c}" for c in PIPELINE_COLUMNS)}
+FROM best b
+JOIN agg ON {_SAME.format(a="agg", b="b")}
+LEFT JOIN pipelines p ON {_SAME.format(a="p", b="b")}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineDelta:
+    """What a table of new runs adds to one pipeline."""
+
+    key: PipelineKey
+    n: int
+    last: tuple[datetime, str, str]  # (t, run_id, status) of its latest new run
+    success: tuple[datetime, str, datetime] | None  # (t, run_id, ended) of its latest new success
+    failed_after_new_success: int
+    failed_after_stored_success: int
+    stored: PipelineState | None
+
+
+def delta_from_row(row: Sequence[Any]) -> PipelineDelta:
+    project, pipeline, env, n, last_id, last_t, last_status = row[:7]
+    success_id, success_t, success_end, after_new, after_stored = row[7:12]
+    stored = row[12:]
+    return PipelineDelta(
+        key=(project, pipeline, env),
+        n=n,
+        last=(last_t, last_id, last_status),
+        success=(success_t, success_id, success_end) if success_id is not None else None,
+        failed_after_new_success=after_new,
+        failed_after_stored_success=after_stored,
+        stored=PipelineState(*stored) if stored[0] is not None else None,
+    )
+
+
+def advance_with_new(delta: PipelineDelta) -> PipelineState | None:
+    """The pipeline's state once its new runs are stored, or None when only a recount can
+    tell (a new success older than stored runs, whose failures after it are not known)."""
+    p = delta.stored
+    last_t, last_id, last_status = delta.last
+    if p is not None and (p.last_run_at, p.last_run_id) > (last_t, last_id):
+        last_t, last_id, last_status = p.last_run_at, p.last_run_id, p.last_status
+    new_best = delta.success is not None and (
+        p is None
+        or p.last_success_t is None
+        or p.last_success_run_id is None
+        or (delta.success[0], delta.success[1]) > (p.last_success_t, p.last_success_run_id)
+    )
+    success_t: datetime | None
+    success_id: str | None
+    success_end: datetime | None
+    if new_best:
+        assert delta.success is not None
+        success_t, success_id, success_end = delta.success
+        if p is not None and p.last_run_at > delta.success[0]:
+            return None  # stored runs after the new success: count its failures again
+        failures = delta.failed_after_new_success
+    else:
+        success_t = p.last_success_t if p is not None else None
+        success_id = p.last_success_run_id if p is not None else None
+        success_end = p.last_success_at if p is not None else None
+        failures = (p.consecutive_failures if p is not None else 0) + (
+            delta.failed_after_stored_success
+        )
+    project, pipeline, env = delta.key
+    return PipelineState(
+        project=project,
+        pipeline=pipeline,
+        env=env,
+        runs=(p.runs if p is not None else 0) + delta.n,
+        last_run_id=last_id,
+        last_run_at=last_t,
+        last_status=last_status,
+        last_success_run_id=success_id,
+        last_success_t=success_t,
+        last_success_at=success_end,
+        consecutive_failures=failures,
+    )
+
+
+class ColumnarAppend(SqlStore):
+    """A store that can take new runs as an Arrow table (the DuckDB file: Arrow tables are
+    registered with the connection and read in place)."""
+
+    def append_runs(self, table: pa.Table, now: datetime) -> list[BatchRow]:
+        """Store a table of new runs (``ingest.columnar.COLUMNS``) created ``now``; returns
+        the batches they touched. RunsExist (nothing written) when a run_id is stored already
+        or is twice in the table."""
+        cache = self._write_cache if self.exclusive_writer else None
+        try:
+            with self.write_transaction() as cur:
+                self.lock_writes(cur)
+                assert isinstance(cur, duckdb.DuckDBPyConnection)
+                cur.register(INCOMING, table)
+                try:
+                    cur.execute(self.sql(_INSERT), {"now": now})
+                except duckdb.ConstraintException:
+                    raise RunsExist("some runs are stored already") from None
+                except duckdb.Error as exc:
+                    raise StoreUnavailable(f"{self.backend}: {exc}") from exc
+                states = self._advance_pipelines(cur, now)
+                self._q(cur, _ADD_TO_BATCHES, {"now": now})
+                batches = [batch_from_row(row) for row in cur.fetchall()]
+        except BaseException:
+            if cache is not None:
+                cache.clear()
+            raise
+        if cache is not None:
+            cache.remember(PipelineUpdate(states, [], {}), batches, ())
+        return batches
+
+    def _advance_pipelines(self, cur: Any, now: datetime) -> list[PipelineState]:
+        self._q(cur, _PIPELINE_DELTAS, {"now": now})
+        deltas = [delta_from_row(row) for row in cur.fetchall()]
+        states: list[PipelineState] = []
+        recount: list[PipelineKey] = []
+        for delta in deltas:
+            state = advance_with_new(delta)
+            if state is None:
+                recount.append(delta.key)
+            else:
+                states.append(state)
+        if recount:
+            self.stage_pipeline_keys(cur, recount)
+            self._q(cur, _RECOUNT_PIPELINES)
+            states.extend(PipelineState(*row) for row in cur.fetchall())
+        self.stage_pipelines(cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in states])
+        if any(d.stored is not None for d in deltas):
+            self._q(cur, _UPDATE_PIPELINES)
+        if any(d.stored is None for d in deltas):
+            self._q(cur, _INSERT_NEW_PIPELINES)
+        return states
