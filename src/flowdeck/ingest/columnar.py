@@ -47,12 +47,12 @@ _COUNTS: Final = (
 _RATES: Final = ("duration_s", "read_throughput", "write_throughput")
 _OBJECTS: Final = ("custom_stats", "labels")
 _STATUSES: Final = ("PENDING", "RUNNING", "SUCCESS", "FAILED")
-_QUOTED_STATUSES: Final = ", ".join(f"'\"{s}\"'" for s in _STATUSES)
+_STATUS_LIST: Final = ", ".join(f"'{s}'" for s in _STATUSES)
 _MAX_COUNT: Final = 2**62
 # What the general path accepts as a zoned timestamp, in the one spelling read here.
 _TIMESTAMP: Final = (
-    r'"[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?'
-    r'(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"'
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 )
 
 # Columns of the result, in the order of the runs table (created_at, updated_at and
@@ -82,13 +82,14 @@ COLUMNS: Final = (
 )
 
 
-def _text(c: str) -> str:
-    """The string value of a JSON string (raw JSON text ``c``), unescaped only if needed."""
-    return f"CASE WHEN contains({c}, '\\') THEN {c}::JSON->>'$' ELSE {c}[2:-2] END"
-
-
-def _is_string(c: str) -> str:
-    return f"starts_with({c}, '\"')"
+# How the typed read takes each field (the keys query has made sure the JSON types are
+# the ones these read exactly as the API's validation does).
+_READ_AS: Final = {
+    **dict.fromkeys((*_TEXTS, "batch_id", "status", "started_at", "ended_at"), "VARCHAR"),
+    **dict.fromkeys(_RATES, "DOUBLE"),
+    **dict.fromkeys(_COUNTS, "BIGINT"),
+    **dict.fromkeys(_OBJECTS, "JSON"),
+}
 
 
 # custom_stats values flowdeck reads as row counts (runs.as_count), taken out of the JSON
@@ -101,28 +102,25 @@ _STAT_COUNTS: Final = (
 _JSON_NUMBER: Final = r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?"
 
 
-def _as_count(t: str) -> str:
-    """``runs.as_count`` of a custom_stats value, from its JSON text ``t``."""
-    d = f"TRY_CAST({t} AS DOUBLE)"
-    return f"""CASE
-        WHEN regexp_full_match({t}, '-?[0-9]+')
-            THEN CASE WHEN TRY_CAST({t} AS HUGEINT) >= 0 THEN TRY_CAST({t} AS BIGINT) END
-        WHEN regexp_full_match({t}, '{_JSON_NUMBER}')
-            THEN CASE WHEN {d} >= 0 AND {d} = floor({d}) THEN {d}::BIGINT END
-        WHEN regexp_full_match({t}, '"[0-9]+"') THEN TRY_CAST({t}[2:-2] AS BIGINT)
+def _as_count(v: str) -> str:
+    """``runs.as_count`` of a custom_stats value ``v`` (JSON, or NULL when absent)."""
+    return f"""CASE json_type({v})
+        WHEN 'UBIGINT' THEN TRY_CAST({v} AS BIGINT)
+        WHEN 'DOUBLE' THEN CASE WHEN {v}::DOUBLE >= 0 AND {v}::DOUBLE = floor({v}::DOUBLE)
+                                THEN TRY_CAST({v}::DOUBLE AS BIGINT) END
+        WHEN 'VARCHAR' THEN CASE WHEN regexp_full_match({v}->>'$', '[0-9]+')
+                                 THEN TRY_CAST({v}->>'$' AS BIGINT) END
         END"""
 
 
-def _count_is_plain(t: str) -> str:
-    """The value ``t`` is one ``_as_count`` reads as ``as_count`` would: nothing outside
+def _count_is_plain(v: str) -> str:
+    """The value ``v`` is one ``_as_count`` reads as ``as_count`` would: nothing outside
     BIGINT, and a string only in plain ASCII (``str.isdigit`` knows other digits)."""
-    return f"""({t} IS NULL
-        OR (regexp_full_match({t}, '-?[0-9]{{1,18}}'))
-        OR (regexp_full_match({t}, '{_JSON_NUMBER}')
-            AND abs(TRY_CAST({t} AS DOUBLE)) <= {_MAX_COUNT})
-        OR (starts_with({t}, '"') AND NOT contains({t}, '\\') AND length({t}) <= 20
-            AND regexp_full_match({t}, '[ -~]*'))
-        OR NOT regexp_full_match({t}, '["0-9-].*'))"""
+    return f"""CASE json_type({v})
+        WHEN 'UBIGINT' THEN {v}::UBIGINT <= {_MAX_COUNT}
+        WHEN 'DOUBLE' THEN abs({v}::DOUBLE) <= {_MAX_COUNT}
+        WHEN 'VARCHAR' THEN regexp_full_match({v}->>'$', '[ -~]{{0,18}}')
+        ELSE true END"""
 
 
 # Labels map names of 1-100 characters to strings of at most 1,000. A short object (of
@@ -140,68 +138,50 @@ _LABELS_PLAIN: Final = f"""CASE WHEN length(labels) <= 100
 
 
 def _query() -> str:
-    columns = ", ".join(f"{name}: 'JSON'" for name in FIELDS)
-    raw = ", ".join(
-        f"{name}::VARCHAR AS {name}" if name not in _OBJECTS else name for name in FIELDS
-    )
+    columns = ", ".join(f"{name}: '{_READ_AS[name]}'" for name in FIELDS)
     checks = [
-        *(f"({c} IS NULL OR {_is_string(c)})" for c in (*_TEXTS, "status")),
-        *(f"({c} IS NULL OR length({_text(c)}) BETWEEN 1 AND 200)" for c in _NAMES),
+        *(f"({c} IS NULL OR length({c}) BETWEEN 1 AND 200)" for c in (*_NAMES, "batch_id")),
         "(error_message IS NULL OR length(error_message) <= 65536)",
-        f"(status IS NULL OR status IN ({_QUOTED_STATUSES}))",
-        "(batch_id IS NULL OR regexp_full_match(batch_id, '-?[0-9]+') OR"
-        f" ({_is_string('batch_id')} AND length({_text('batch_id')}) BETWEEN 1 AND 200))",
+        f"(status IS NULL OR status IN ({_STATUS_LIST}))",
         *(
             f"({c} IS NULL OR (regexp_full_match({c}, '{_TIMESTAMP}')"
-            f" AND NOT starts_with({c}, '\"0000')))"
+            f" AND NOT starts_with({c}, '0000')))"
             for c in ("started_at", "ended_at")
         ),
-        *(
-            f"({c} IS NULL OR regexp_full_match({c}, '[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?'))"
-            for c in _RATES
-        ),
-        *(f"({c} IS NULL OR (regexp_full_match({c}, '[0-9]{{1,19}}')))" for c in _COUNTS),
-        *(f"({c} IS NULL OR starts_with({c}::VARCHAR, '{{'))" for c in _OBJECTS),
+        *(f"({c} IS NULL OR ({c} >= 0 AND isfinite({c})))" for c in _RATES),
+        *(f"({c} IS NULL OR {c} BETWEEN 0 AND {_MAX_COUNT})" for c in _COUNTS),
+        *(f"({c} IS NULL OR starts_with({c}, '{{'))" for c in ("cs", "labels")),
     ]
-    typed = ", ".join(
-        [
-            f"coalesce({_text('run_id')}, uuid()::VARCHAR) AS run_id",
-            f"coalesce({_text('project')}, '{DEFAULT_PROJECT}') AS project",
-            f"{_text('pipeline')} AS pipeline",
-            f"CASE WHEN {_is_string('batch_id')} THEN {_text('batch_id')}"
-            " ELSE batch_id::HUGEINT::VARCHAR END AS batch_id",
-            f"coalesce({_text('env')}, '{DEFAULT_ENV}') AS env",
-            "status[2:-2] AS status",
-            *(f"CAST({c}[2:-2] AS TIMESTAMPTZ) AS {c}" for c in ("started_at", "ended_at")),
-            *(f"CAST({c} AS DOUBLE) AS {c}" for c in _RATES),
-            *(f"CAST({c} AS HUGEINT) AS {c}" for c in _COUNTS),
-            "custom_stats::VARCHAR AS cs",
-            *(
-                f"json_extract(custom_stats, '$.{key}')::VARCHAR AS {col}"
-                for col, key in _STAT_COUNTS
-            ),
-            "labels::VARCHAR AS labels",
-            f"{_text('error_message')} AS error_message",
-        ]
+    # The timestamps are checked as the text they came as, then read.
+    text_checks = (
+        " AND ".join(checks).replace("started_at", "started_text").replace("ended_at", "ended_text")
     )
     return f"""
 WITH raw AS (
-    SELECT {raw} FROM read_json($path, format = 'array', columns = {{{columns}}})
+    SELECT * EXCLUDE (custom_stats, labels, started_at, ended_at),
+        started_at AS started_text, ended_at AS ended_text,
+        custom_stats::VARCHAR AS cs, labels::VARCHAR AS labels,
+        json_extract(custom_stats, [{", ".join(f"'$.{key}'" for _, key in _STAT_COUNTS)}])
+            AS stat_counts
+    FROM read_json($path, format = 'array', columns = {{{columns}}})
+), stats AS (
+    SELECT * EXCLUDE (stat_counts),
+        {", ".join(f"stat_counts[{i}] AS {col}" for i, (col, _) in enumerate(_STAT_COUNTS, 1))}
+    FROM raw
 ), checked AS (
-    SELECT {" AND ".join(checks)} AS ok, * FROM raw
-), typed AS (
-    SELECT ok, {typed} FROM checked
+    SELECT {text_checks} AS ok, *,
+           CAST(started_text AS TIMESTAMPTZ) AS started_at,
+           CAST(ended_text AS TIMESTAMPTZ) AS ended_at
+    FROM stats
 ), plain AS (
     SELECT *,
         ok AND pipeline IS NOT NULL
            AND (started_at IS NULL OR ended_at IS NULL OR ended_at >= started_at)
-           AND {" AND ".join(f"({c} IS NULL OR {c} <= {_MAX_COUNT})" for c in _COUNTS)}
-           AND {" AND ".join(f"({c} IS NULL OR isfinite({c}))" for c in _RATES)}
            AND {" AND ".join(_count_is_plain(col) for col, _ in _STAT_COUNTS)}
            AND (labels IS NULL OR {_LABELS_PLAIN})
            AS valid,
         started_at IS NOT NULL AND ended_at IS NOT NULL AND duration_s IS NULL AS duration_derived
-    FROM typed
+    FROM checked
 ), derived AS (
     SELECT *,
         CASE WHEN duration_derived
@@ -220,21 +200,20 @@ WITH raw AS (
 )
 SELECT
     valid,
-    run_id, project, pipeline, coalesce(batch_id, run_id) AS batch_id, env,
+    coalesce(run_id, uuid()::VARCHAR) AS run_id,
+    coalesce(project, '{DEFAULT_PROJECT}') AS project, pipeline,
+    coalesce(batch_id, run_id) AS batch_id, coalesce(env, '{DEFAULT_ENV}') AS env,
     coalesce(status, CASE
         WHEN started_at IS NULL THEN 'PENDING'
         WHEN ended_at IS NULL THEN 'RUNNING'
         WHEN coalesce(rows_invalid, 0) > 0 OR duration_derived THEN 'FAILED'
         ELSE 'SUCCESS' END) AS status,
     started_at, ended_at, duration AS duration_s,
-    rows_read::BIGINT AS rows_read, rows_written::BIGINT AS rows_written,
-    rows_invalid::BIGINT AS rows_invalid,
-    CASE WHEN ins_derived THEN {_as_count("s_new")} ELSE rows_inserted::BIGINT END
-        AS rows_inserted,
-    CASE WHEN upd_derived THEN {_as_count("s_changed")} ELSE rows_updated::BIGINT END
-        AS rows_updated,
-    CASE WHEN NOT dq_derived THEN dq_errors::BIGINT
-         WHEN rows_invalid IS NOT NULL THEN rows_invalid::BIGINT
+    rows_read, rows_written, rows_invalid,
+    CASE WHEN ins_derived THEN {_as_count("s_new")} ELSE rows_inserted END AS rows_inserted,
+    CASE WHEN upd_derived THEN {_as_count("s_changed")} ELSE rows_updated END AS rows_updated,
+    CASE WHEN NOT dq_derived THEN dq_errors
+         WHEN rows_invalid IS NOT NULL THEN rows_invalid
          ELSE coalesce({_as_count("s_dq")}, 0) END AS dq_errors,
     CASE WHEN rt_derived THEN rows_read / duration ELSE read_throughput END
         AS read_throughput,
@@ -253,16 +232,37 @@ FROM filled
 """
 
 
+def _alternatives(names: tuple[str, ...]) -> str:
+    return "|".join(names)
+
+
+# Values whose JSON type the typed read would take differently from the API's validation
+# (a number where a string belongs, a fraction where a count does…). Any match, even a
+# harmless one inside custom_stats or a string, sends the body the general way.
+_SUSPECT: Final = "|".join(
+    [
+        rf'"({_alternatives((*_TEXTS, "status", "started_at", "ended_at"))})"\s*:\s*[^"n\s]',
+        r'"batch_id"\s*:\s*([^"n0-9\s-]|-?[0-9]+[.eE]|-?0|-?[0-9]{19})',
+        rf'"({_alternatives(_COUNTS)})"\s*:\s*([^n0-9\s]|[0-9]+[.eE])',
+        rf'"({_alternatives(_RATES)})"\s*:\s*[^n0-9\s]',
+        rf'"({_alternatives(_OBJECTS)})"\s*:\s*[^n{{\s]',
+        # an escaped letter could spell a known name the patterns above do not see
+        r"\\u",
+    ]
+)
+
+
 def _keys_query() -> str:
-    """Count the body's runs and check every key of each is a field of RunIn. (An element
-    that is not an object, or has a key twice, makes the main query fail instead.)"""
+    """Count the body's runs; check every key of each is a field of RunIn and no value is
+    one the typed read could take differently. (An element that is not an object, or has
+    a key twice, makes the main query fail instead.)"""
     names = "|".join(FIELDS)
     return f"""
 SELECT count(*), coalesce(bool_and(
+           -- (a name with a comma or a bracket in it is written in quotes: no match)
            regexp_full_match(k, '\\[(({names})(, ({names}))*)?\\]')
-           -- and no key of its own holds the ", " that separates them
-           AND (n = 0 OR length(k) - length(replace(k, ', ', '')) = 2 * (n - 1))), false)
-FROM (SELECT json_keys(json)::VARCHAR AS k, len(json_keys(json)) AS n
+           AND NOT regexp_matches(json::VARCHAR, '{_SUSPECT}')), false)
+FROM (SELECT json, json_keys(json)::VARCHAR AS k
       FROM read_json_objects($path, format = 'array'))
 """
 

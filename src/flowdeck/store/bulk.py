@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from flowdeck.errors import FlowdeckError, StoreUnavailable
 from flowdeck.ingest.columnar import COLUMNS
-from flowdeck.pipelines import PipelineKey, PipelineState
+from flowdeck.pipelines import PipelineKey, PipelineState, Streak
 from flowdeck.store.base import BatchRow
 from flowdeck.store.cache import PipelineUpdate
 from flowdeck.store.sql import (
@@ -140,9 +140,10 @@ def delta_from_row(row: Sequence[Any]) -> PipelineDelta:
     )
 
 
-def advance_with_new(delta: PipelineDelta) -> PipelineState | None:
+def advance_with_new(delta: PipelineDelta, streak: Streak | None = None) -> PipelineState | None:
     """The pipeline's state once its new runs are stored, or None when only a recount can
-    tell (a new success older than stored runs, whose failures after it are not known)."""
+    tell. ``streak`` is the stored failed runs after the stored last success, when known:
+    with it, a new success older than some stored run needs no recount."""
     p = delta.stored
     last_t, last_id, last_status = delta.last
     if p is not None and (p.last_run_at, p.last_run_id) > (last_t, last_id):
@@ -159,9 +160,13 @@ def advance_with_new(delta: PipelineDelta) -> PipelineState | None:
     if new_best:
         assert delta.success is not None
         success_t, success_id, success_end = delta.success
-        if p is not None and p.last_run_at > delta.success[0]:
-            return None  # stored runs after the new success: count its failures again
-        failures = delta.failed_after_new_success
+        stored_after = 0
+        if p is not None and p.last_run_at > delta.success[0] and p.consecutive_failures:
+            # Stored runs after the new success: its failed ones are in the streak.
+            if streak is None:
+                return None
+            stored_after = sum(1 for t in streak.values() if t > delta.success[0])
+        failures = delta.failed_after_new_success + stored_after
     else:
         success_t = p.last_success_t if p is not None else None
         success_id = p.last_success_run_id if p is not None else None
@@ -221,8 +226,10 @@ class ColumnarAppend(SqlStore):
         deltas = [delta_from_row(row) for row in cur.fetchall()]
         states: list[PipelineState] = []
         recount: list[PipelineKey] = []
+        cache = self._write_cache if self.exclusive_writer else None
         for delta in deltas:
-            state = advance_with_new(delta)
+            streak = cache.streaks.get(delta.key) if cache is not None else None
+            state = advance_with_new(delta, streak)
             if state is None:
                 recount.append(delta.key)
             else:
