@@ -121,7 +121,13 @@ def raw_append(backend: str, admin: str, bodies: Sequence[bytes]) -> float:
     rows = []
     for batch in batches:
         ids = [k.series_id for k in batch.series]
-        rows.append(([ids[i] for i in batch.series_index], batch.times_us, batch.values))
+        rows.append(
+            (
+                [ids[i] for i in batch.series_index.to_pylist()],
+                batch.times_us.to_pylist(),
+                batch.values.to_pylist(),
+            )
+        )
     with scratch_database(backend, admin, "mpointsraw") as url:
         store = open_sql_store(url)
         store.migrate()

@@ -3,9 +3,10 @@
 Starts ``flowdeck demo`` (the simulated estate, fixed seed) on a free port, opens each page
 in headless Chromium (Debian's, through Playwright) and saves full-page PNGs.
 
-    .venv/bin/python scripts/screenshots.py [--base http://127.0.0.1:8000] [--out DIR]
+    .venv/bin/python scripts/screenshots.py [--base URL] [--out DIR] [--only NAME ...]
 
-``--base`` photographs a server that is already running instead.
+``--base`` photographs a server that is already running instead; ``--only`` takes the named
+pages alone (``--only dashboards-manager``; a name ending in ``*`` is a prefix).
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def pages(base: str) -> dict[str, str]:
         "explore-runs-by-status": (
             "/explore?metric=runs.count&group_by=status&since=30d&step=1d&chart=bar"
         ),
+        "dashboards": "/dashboards",
+        "dashboards-data-ops": "/dashboards/data-ops",
+        "dashboards-manager": "/dashboards/manager",
     }
     firing = get_json(f"{base}/api/v1/alerts?state=firing")["items"]
     if firing:
@@ -158,6 +162,8 @@ def shoot(page: Page, url: str, path: Path) -> None:
     page.goto(url)
     charts = ("/trends", "/runs/", "/sources/", "/explore")
     page.wait_for_load_state("networkidle") if any(c in url for c in charts) else None
+    if "/dashboards/" in url:
+        page.wait_for_function("!document.querySelector('.widget-body[data-state=loading]')")
     page.wait_for_timeout(400)  # charts finish drawing
     page.screenshot(path=str(path), full_page=True)
 
@@ -166,7 +172,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--base", help="a running flowdeck to photograph")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="just these pages")
     args = parser.parse_args()
+
+    def wanted(name: str) -> bool:
+        if not args.only:
+            return True
+        return any(name.startswith(o[:-1]) if o.endswith("*") else name == o for o in args.only)
+
     args.out.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
@@ -182,6 +195,8 @@ def main() -> None:
                 )
                 page = context.new_page()
                 for name, path in pages(base).items():
+                    if not wanted(name):
+                        continue
                     target = args.out / f"{name}-{width}.png"
                     shoot(page, base + path, target)
                     print(f"{target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")

@@ -38,6 +38,10 @@ class InvalidInput(FlowdeckError):
         super().__init__("; ".join(str(p) for p in problems[:5]))
 
 
+class Conflict(FlowdeckError):
+    """The request would overwrite a newer version of what it names (HTTP 409)."""
+
+
 class UnknownBackend(FlowdeckError):
     """A database URL whose scheme flowdeck has no store for."""
 

@@ -9,9 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from flowdeck.errors import InvalidInput
 from flowdeck.store.metrics_sql import MetricsSql
+from flowdeck.timeseries.points import parse_points
 from tests.api.conftest import MakeClient, services_of
 
 T = 1_763_600_000  # 2025-11-20T00:53:20Z, seconds
@@ -98,6 +102,19 @@ def test_points_and_columns_are_written_with_their_rollups(client: TestClient) -
             "point.times[1]: must be an ISO-8601 timestamp with a zone offset or a number of "
             "seconds since 1970-01-01 UTC",
         ),
+        (
+            {"name": "cpu", "times": [T, T + 1, -5], "values": [1, 2, 3]},
+            "point.times[2]: must be between 1970-01-01 and 9999-12-31",
+        ),
+        (
+            {"name": "cpu", "times": [T, T + 1], "values": [1, True]},
+            "point.values[1]: must be a finite number of magnitude at most 1.762e+308",
+        ),
+        (
+            [{"name": "9cpu", "times": [T, T + 1], "values": [1, 2]}],
+            "points[0].name: must be 1 to 200 characters: a letter or _ first, then letters, "
+            "digits, _ . : -",
+        ),
         ({"name": "cpu", "value": 1}, "point.time: is required"),
         ([], "points: must contain at least one point"),
         ([3], "points[0]: must be a point or a series object"),
@@ -173,3 +190,42 @@ def test_the_app_runs_compaction_in_the_background(make_client: MakeClient) -> N
     store = store_of(client)
     assert store.summarize_metric("default", "old", None, 0, 0, 2 * T, 60) == {}
     assert len(store.summarize_metric("default", "old", None, 60, 0, 2 * T, 60)) == 1
+
+
+_INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_TIMES = st.one_of(
+    st.integers(min_value=-5, max_value=253_402_300_800),
+    st.floats(min_value=-1.0, max_value=1e12, allow_nan=False),
+    st.sampled_from([T, 1.5e-7, 2.5e-6, 253_402_300_799.9999995, 9_007_199_254.740993]),
+)
+_VALUES = st.one_of(_INT64, st.floats(allow_nan=False), st.sampled_from([-1e308, 1.8e308]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), times=st.lists(_TIMES, min_size=1, max_size=12))
+def test_a_series_in_columns_reads_like_the_same_points_one_by_one(
+    data: st.DataObject, times: list[float]
+) -> None:
+    # Whole columns of numbers are converted at once; this pins them to the per-point rules.
+    values = data.draw(st.lists(_VALUES, min_size=len(times), max_size=len(times)))
+    columns = {"name": "cpu", "tags": {"host": "a"}, "times": times, "values": values}
+    points = [
+        {"name": "cpu", "tags": {"host": "a"}, "time": t, "value": v}
+        for t, v in zip(times, values, strict=True)
+    ]
+    outcomes: list[tuple[Any, ...] | None] = []
+    for body in (columns, points):
+        try:
+            batch = parse_points(orjson.dumps(body), 1_000)
+        except InvalidInput:
+            outcomes.append(None)
+            continue
+        outcomes.append(
+            (
+                batch.series,
+                batch.series_index.to_pylist(),
+                batch.times_us.to_pylist(),
+                batch.values.to_pylist(),
+            )
+        )
+    assert outcomes[0] == outcomes[1]

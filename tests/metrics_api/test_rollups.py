@@ -62,11 +62,24 @@ def close_to(estimate: float | None, exact: float) -> bool:
     return abs(estimate - exact) <= sketch.RELATIVE_ACCURACY * abs(exact) * (1 + 1e-9) + 1e-300
 
 
-def write(writer: Writer, name: str, rows: list[tuple[str, float, float]]) -> None:
-    body = [
+def write(
+    writer: Writer, name: str, rows: list[tuple[str, float, float]], columns: bool = False
+) -> None:
+    """One request of these points: one by one, or as series in columns (one per host)."""
+    body: list[dict[str, Any]] = [
         {"name": name, "time": T0 + at, "value": value, "tags": {"host": host}}
         for host, at, value in rows
     ]
+    if columns:
+        body = [
+            {
+                "name": name,
+                "tags": {"host": host},
+                "times": [T0 + at for h, at, _ in rows if h == host],
+                "values": [value for h, _, value in rows if h == host],
+            }
+            for host in sorted({h for h, _, _ in rows})
+        ]
     writer.submit_points(batch_of(body), 1_000).result()
 
 
@@ -75,15 +88,23 @@ def write(writer: Writer, name: str, rows: list[tuple[str, float, float]]) -> No
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(rows=points, cuts=st.lists(st.integers(min_value=0, max_value=60), max_size=2))
+@given(
+    rows=points,
+    cuts=st.lists(st.integers(min_value=0, max_value=60), max_size=2),
+    columns=st.booleans(),
+)
 def test_rollups_equal_brute_force_at_every_level(
-    store: Store, writer: Writer, rows: list[tuple[str, float, float]], cuts: list[int]
+    store: Store,
+    writer: Writer,
+    rows: list[tuple[str, float, float]],
+    cuts: list[int],
+    columns: bool,
 ) -> None:
     # Points arrive in up to three requests, out of time order: late ones merge.
     name = f"m{next(_names)}"
     edges = sorted({min(c, len(rows)) for c in cuts} | {0, len(rows)})
     for first, last in itertools.pairwise(edges):
-        write(writer, name, rows[first:last])
+        write(writer, name, rows[first:last], columns)
     ms = metrics(store)
     ids = {h: SeriesKey("default", name, (("host", h),)).series_id for h in "ab"}
     for width in (0, *LEVELS):

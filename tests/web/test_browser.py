@@ -319,7 +319,11 @@ PAGES = [
     "/runbook",
     "/explore",
     "/explore?metric=runs.duration_s&aggregation=p95&group_by=env&since=7d&chart=bar",
+    "/dashboards",
+    "/dashboards/data-ops",
+    "/dashboards/manager",
 ]
+WIDGETS_DRAWN = "!document.querySelector('.widget-body[data-state=loading]')"
 
 
 @pytest.mark.parametrize("width", [1440, 390])
@@ -337,6 +341,7 @@ def test_axe_finds_no_serious_violation_on_any_page(
         for path in PAGES:
             page.goto(path)
             page.wait_for_load_state("networkidle") if "/runs/" in path else None
+            page.wait_for_function(WIDGETS_DRAWN) if "/dashboards/" in path else None
             if violations := axe_violations(page):
                 found[path] = violations
         assert found == {}

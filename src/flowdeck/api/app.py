@@ -16,6 +16,7 @@ from flowdeck import __version__, web
 from flowdeck.alerts.service import running as alerting
 from flowdeck.api import alerts as alerts_api
 from flowdeck.api import batches, errors, health, pipelines, runs, stream
+from flowdeck.api import dashboards as dashboards_api
 from flowdeck.api import lineage as lineage_api
 from flowdeck.api import metric_points as metric_points_api
 from flowdeck.api import metrics as metrics_api
@@ -26,12 +27,15 @@ from flowdeck.api import ws as ws_api
 from flowdeck.api.fastpath import IngestFastPath
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services
+from flowdeck.dashboards.store import DashboardStore
+from flowdeck.dashboards.templates import create_templates
 from flowdeck.events import EventBus
 from flowdeck.ingest.writer import Clock, Writer, utc_now
 from flowdeck.models import RunIn
 from flowdeck.settings import Settings
 from flowdeck.store import Store, open_store
 from flowdeck.store.metrics_sql import MetricsSql
+from flowdeck.store.sql import SqlStore
 from flowdeck.timeseries.compaction import compacting
 
 log = logging.getLogger("flowdeck")
@@ -67,6 +71,12 @@ def create_app(
         store = open_store(url)
         version = store.migrate()
         log.info("database %s (schema version %d)", url, version)
+        dashboards = DashboardStore(store) if isinstance(store, SqlStore) else None
+        if dashboards is not None:
+            # Before the writer starts: nothing else writes yet.
+            created = create_templates(dashboards, clock())
+            if created:
+                log.info("dashboards created from templates: %s", ", ".join(created))
         bus = make_bus(store)
         bus.bind(asyncio.get_running_loop())
         bus.start()
@@ -78,7 +88,14 @@ def create_app(
             clock=clock,
         )
         writer.start()
-        svc = Services(settings=settings, store=store, writer=writer, bus=bus, clock=clock)
+        svc = Services(
+            settings=settings,
+            store=store,
+            writer=writer,
+            bus=bus,
+            clock=clock,
+            dashboards=dashboards,
+        )
         app.state.services = svc
         try:
             async with AsyncExitStack() as stack:
@@ -120,6 +137,7 @@ def create_app(
     app.include_router(trends_api.router, prefix="/api/v1")
     app.include_router(sources_api.router, prefix="/api/v1")
     app.include_router(alerts_api.router, prefix="/api/v1")
+    app.include_router(dashboards_api.router, prefix="/api/v1")
     app.include_router(alerts_api.runbook_router)
     app.include_router(health.router)
     # The pages; GET / is the dashboard for browsers and the JSON index for API clients.

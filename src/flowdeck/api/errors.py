@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from flowdeck.api.responses import JSON
-from flowdeck.errors import FieldProblem, InvalidInput, NotFound, StoreUnavailable
+from flowdeck.errors import Conflict, FieldProblem, InvalidInput, NotFound, StoreUnavailable
 
 
 class ApiError(Exception):
@@ -34,6 +34,8 @@ def domain_response(exc: Exception) -> Response | None:
         return JSON(problem_body(exc.problems), status_code=422)
     if isinstance(exc, NotFound):
         return JSON({"message": str(exc)}, status_code=404)
+    if isinstance(exc, Conflict):
+        return JSON({"message": str(exc)}, status_code=409)
     if isinstance(exc, StoreUnavailable):
         return JSON({"message": f"database unavailable: {exc}"}, status_code=503)
     if isinstance(exc, ApiError):
@@ -47,7 +49,7 @@ def install(app: FastAPI) -> None:
         assert response is not None, exc
         return response
 
-    for kind in (InvalidInput, NotFound, StoreUnavailable, ApiError):
+    for kind in (InvalidInput, NotFound, Conflict, StoreUnavailable, ApiError):
         app.add_exception_handler(kind, domain_error)
 
     @app.exception_handler(RequestValidationError)

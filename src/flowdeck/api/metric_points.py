@@ -18,9 +18,11 @@ from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services, services
 from flowdeck.errors import FieldProblem, InvalidInput
 from flowdeck.store.metrics_sql import MetricDefinitionRow, MetricsSql
+from flowdeck.timeseries.batches import BATCH_METRICS
 from flowdeck.timeseries.points import BadPointsJson, TooManyPoints, parse_points
 from flowdeck.timeseries.query import MetricQuery, MetricSpec, check_filters, plan_query, run_query
 from flowdeck.timeseries.runs import RUN_METRICS
+from flowdeck.validation import field_problems
 
 router = APIRouter(tags=["metrics"])
 M = TypeVar("M", bound=BaseModel)
@@ -86,24 +88,6 @@ async def post_points(request: Request, svc: Svc) -> Response:
     return JSON({"accepted": accepted})
 
 
-def _problems(exc: ValidationError) -> list[FieldProblem]:
-    out = []
-    for err in exc.errors(include_url=False):
-        where = ""
-        for part in err["loc"]:
-            if isinstance(part, int):
-                where += f"[{part}]"
-            elif not part.startswith(("function-", "constrained-")) and part not in ("str", "int"):
-                where += f".{part}" if where else part
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "is not a known field"
-        elif err["type"] == "missing":
-            msg = "is required"
-        out.append(FieldProblem(where or "body", msg, err["type"]))
-    return out
-
-
 async def _model(request: Request, model: type[M]) -> M:
     raw = await read_json(request, MAX_QUERY_BODY)
     try:
@@ -115,7 +99,7 @@ async def _model(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput(_problems(exc)) from None
+        raise InvalidInput(field_problems(exc)) from None
 
 
 @router.post(
@@ -147,6 +131,7 @@ def get_names(
         {
             "metrics": [{"name": n, "series": c} for n, c in store.list_metric_names(project)],
             "run_metrics": sorted(RUN_METRICS),
+            "batch_metrics": sorted(BATCH_METRICS),
         }
     )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from flowdeck.alerts.service import AlertService
+from flowdeck.dashboards.store import DashboardStore
 from flowdeck.events import EventBus
 from flowdeck.ingest.writer import Clock, Writer
 from flowdeck.settings import Settings
@@ -23,6 +24,7 @@ class Services:
     clock: Clock
     alerts: AlertService | None = None  # None while alerting is not running
     metric_compactor: Compactor | None = None  # metrics retention, while running
+    dashboards: DashboardStore | None = None
 
 
 async def services(request: Request) -> Services:

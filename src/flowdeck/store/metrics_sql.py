@@ -96,6 +96,36 @@ SELECT series_id, sb, s, k, count(*) FROM (
     FROM metric_points WHERE t >= :a AND t < :b AND {{series}}
 ) p GROUP BY series_id, sb, s, k
 """
+# Per group of series (``{members}``: series_id → group number g) instead of per series: the
+# database adds the series of a group up, so the rows to read back are groups × buckets.
+_GROUP_ROLLUP_ROWS: Final = f"""
+SELECT m.g, {_bucket("r.bucket", ":step")} AS sb, CAST(sum(r.n) AS BIGINT), sum(r.total),
+       min(r.lo), max(r.hi)
+FROM metric_rollups r JOIN ({{members}}) m ON r.series_id = m.series_id
+WHERE r.level = :level AND r.bucket >= :a AND r.bucket < :b
+GROUP BY m.g, sb ORDER BY m.g, sb
+"""
+_GROUP_ROLLUP_BINS: Final = f"""
+SELECT m.g, {_bucket("r.bucket", ":step")} AS sb, r.sign, r.bin, CAST(sum(r.n) AS BIGINT)
+FROM metric_sketch_bins r JOIN ({{members}}) m ON r.series_id = m.series_id
+WHERE r.level = :level AND r.bucket >= :a AND r.bucket < :b
+GROUP BY m.g, sb, r.sign, r.bin
+"""
+_GROUP_RAW_ROWS: Final = f"""
+SELECT m.g, {_bucket("p.t", ":step")} AS sb, count(*), sum(p.value), min(p.value),
+       max(p.value)
+FROM metric_points p JOIN ({{members}}) m ON p.series_id = m.series_id
+WHERE p.t >= :a AND p.t < :b
+GROUP BY m.g, sb ORDER BY m.g, sb
+"""
+_GROUP_RAW_BINS: Final = f"""
+SELECT g, sb, s, k, count(*) FROM (
+    SELECT m.g, {_bucket("p.t", ":step")} AS sb, {_SIGN.replace("value", "p.value")} AS s,
+           {_BIN.replace("value", "p.value")} AS k
+    FROM metric_points p JOIN ({{members}}) m ON p.series_id = m.series_id
+    WHERE p.t >= :a AND p.t < :b
+) q GROUP BY g, sb, s, k
+"""
 _ALL_SERIES: Final = (
     "series_id IN (SELECT series_id FROM metric_series WHERE project = :project AND name = :name)"
 )
@@ -237,15 +267,16 @@ class MetricsSql(abc.ABC):
                     {"now": now},
                 )
             if accepted:
-                ids: list[int] = []
-                times: list[int] = []
-                values: list[float] = []
-                for batch in accepted:
-                    sids = [k.series_id for k in batch.series]
-                    ids.extend([sids[i] for i in batch.series_index])
-                    times.extend(batch.times_us)
-                    values.extend(batch.values)
-                t = pa.array(times, pa.int64())
+                ids = pa.concat_arrays(
+                    [
+                        pc.take(
+                            pa.array([k.series_id for k in b.series], pa.int64()), b.series_index
+                        )
+                        for b in accepted
+                    ]
+                )
+                t = pa.concat_arrays([b.times_us for b in accepted])
+                values = pa.concat_arrays([b.values for b in accepted])
                 stage("staged_mpoints", _POINT_COLUMNS, [ids, t, pc.divide(t, 1_000_000), values])
                 self._q(cur, _INSERT_POINTS)
                 for width in LEVELS:
@@ -400,6 +431,64 @@ class MetricsSql(abc.ABC):
                 (int(r[2]), int(r[3]), int(r[4]))
             )
         return out
+
+    def summarize_groups(
+        self, members: Mapping[int, int], level: int, start: int, end: int, step: int
+    ) -> list[tuple[int, int, int, float, float, float]]:
+        """Like :meth:`summarize_metric`, per group of series instead of per series:
+        ``members`` maps series_id → group number; rows (group, bucket start in seconds,
+        count, sum, min, max), ordered by group and bucket."""
+        query = _GROUP_RAW_ROWS if level == 0 else _GROUP_ROLLUP_ROWS
+        rows = self._group_rows(query, members, level, start, end, step, {})
+        scale = _scale(level)
+        return [
+            (int(r[0]), int(r[1]) // scale, int(r[2]), float(r[3]), float(r[4]), float(r[5]))
+            for r in rows
+        ]
+
+    def group_bins(
+        self, members: Mapping[int, int], level: int, start: int, end: int, step: int
+    ) -> dict[tuple[int, int], list[sketch.Bin]]:
+        """Like :meth:`metric_bins`, per group of series: (group, bucket) → the bins of the
+        group's sketch in that bucket (the series' sketches merged in SQL)."""
+        query = _GROUP_RAW_BINS if level == 0 else _GROUP_ROLLUP_BINS
+        params = sketch.bin_params() if level == 0 else {}
+        rows = self._group_rows(query, members, level, start, end, step, params)
+        scale = _scale(level)
+        out: dict[tuple[int, int], list[sketch.Bin]] = {}
+        for g, sb, sign, key, n in rows:
+            out.setdefault((g, sb // scale), []).append((sign, key, n))
+        return out
+
+    def _group_rows(
+        self,
+        query: str,
+        members: Mapping[int, int],
+        level: int,
+        start: int,
+        end: int,
+        step: int,
+        extra: Mapping[str, Any],
+    ) -> list[Any]:
+        if not members:
+            return []
+        scale = _scale(level)
+        params: dict[str, Any] = {
+            **({"level": level} if level else {}),
+            "a": start * scale,
+            "b": end * scale,
+            "step": step * scale,
+            **extra,
+        }
+        pairs = []
+        for i, (sid, group) in enumerate(members.items()):
+            pairs.append(f"(:s{i}, :g{i})")
+            params[f"s{i}"] = sid
+            params[f"g{i}"] = group
+        members_sql = f"SELECT * FROM (VALUES {', '.join(pairs)}) AS v (series_id, g)"
+        with self.reader() as cur:
+            self._q(cur, query.replace("{members}", members_sql), params)
+            return list(cur.fetchall())
 
     def _metric_rows(
         self,

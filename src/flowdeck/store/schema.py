@@ -208,6 +208,24 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
             updated_at TIMESTAMPTZ NOT NULL
         )""",
     ],
+    # Dashboards (flowdeck.dashboards.store): each one's definition as JSON with a version
+    # for optimistic updates, and which built-in templates were ever created (so that a
+    # template the user deleted is not created again at the next start).
+    4: [
+        """CREATE TABLE dashboards (
+            id {text} PRIMARY KEY,
+            title {text} NOT NULL,
+            spec {json} NOT NULL,
+            version BIGINT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )""",
+        """CREATE TABLE dashboard_templates (
+            name {text} PRIMARY KEY,
+            dashboard_id {text} NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        )""",
+    ],
 }
 
 LATEST: Final = max(MIGRATIONS)

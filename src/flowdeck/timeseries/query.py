@@ -10,6 +10,7 @@ level answers.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from flowdeck.errors import FieldProblem, InvalidInput
 from flowdeck.store.metrics_sql import LEVELS, MetricsSql
 from flowdeck.timeseries import sketch
+from flowdeck.timeseries.batches import BATCH_METRICS, MAX_BATCHES, batch_tags
 from flowdeck.timeseries.points import check_name
 from flowdeck.timeseries.runs import RUN_METRICS, RUN_TAGS
 
@@ -36,10 +38,14 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def check_metric(value: str) -> str:
-    """A metric name as points use it, or one of the run metrics."""
+    """A metric name as points use it, or one of the run or batch metrics."""
     if value.startswith("runs."):
         if value not in RUN_METRICS:
             raise ValueError(f"unknown run metric; one of {', '.join(sorted(RUN_METRICS))}")
+        return value
+    if value.startswith("batches."):
+        if value not in BATCH_METRICS:
+            raise ValueError(f"unknown batch metric; one of {', '.join(sorted(BATCH_METRICS))}")
         return value
     return check_name(value)
 
@@ -133,7 +139,11 @@ class Plan:
 
     @property
     def level_name(self) -> str:
-        return "runs" if self.spec.metric in RUN_METRICS else LEVEL_NAMES[self.level]
+        if self.spec.metric in RUN_METRICS:
+            return "runs"
+        if self.spec.metric in BATCH_METRICS:
+            return "batches"
+        return LEVEL_NAMES[self.level]
 
 
 def _seconds(value: datetime) -> float:
@@ -208,6 +218,14 @@ class _Acc:
 
 
 Group = tuple[str | None, ...]
+# The value of a (count, sum, min, max) summary for each aggregation but the percentiles.
+_PICK: Final[Mapping[str, Any]] = {
+    "count": lambda n, total, lo, hi: n,
+    "sum": lambda n, total, lo, hi: total,
+    "avg": lambda n, total, lo, hi: total / n,
+    "min": lambda n, total, lo, hi: lo,
+    "max": lambda n, total, lo, hi: hi,
+}
 
 
 def _group(tags: Mapping[str, str], group_by: Sequence[str]) -> Group:
@@ -219,31 +237,45 @@ def run_query(store: MetricsSql, plan: Plan) -> dict[str, Any]:
     buckets that have data, oldest first."""
     spec = plan.spec
     accs: dict[Group, dict[int, _Acc]] = {}
+    direct: dict[Group, list[list[Any]]] = {}
     percentile = spec.aggregation in PERCENTILES
     if spec.metric in RUN_METRICS:
         _run_series(store, plan, accs, percentile)
+    elif spec.metric in BATCH_METRICS:
+        _batch_series(store, plan, accs, percentile)
     else:
         series = store.list_metric_series(spec.project, spec.metric)
         chosen = {sid: t for sid, t in series.items() if all(f.matches(t) for f in spec.filters)}
-        ids = None if len(chosen) == len(series) else sorted(chosen)
-        groups = {sid: _group(t, spec.group_by) for sid, t in chosen.items()}
-        args = (spec.project, spec.metric, ids, plan.level, plan.start, plan.end, plan.step)
+        # The database adds up the series of each group: rows are groups × buckets.
+        numbers: dict[Group, int] = {}
+        members = {
+            sid: numbers.setdefault(_group(t, spec.group_by), len(numbers))
+            for sid, t in sorted(chosen.items())
+        }
+        names = list(numbers)
+        args = (members, plan.level, plan.start, plan.end, plan.step)
         if percentile:
-            for (sid, bucket), bins in store.metric_bins(*args).items():
-                if sid in groups:
-                    acc = accs.setdefault(groups[sid], {}).setdefault(bucket, _Acc())
-                    acc.bins.extend(bins)
-                    acc.n += sum(b[2] for b in bins)
+            for (g, bucket), bins in store.group_bins(*args).items():
+                acc = accs.setdefault(names[g], {}).setdefault(bucket, _Acc())
+                acc.bins = bins
+                acc.n = sum(b[2] for b in bins)
         else:
-            for (sid, bucket), row in store.summarize_metric(*args).items():
-                if sid in groups:
-                    accs.setdefault(groups[sid], {}).setdefault(bucket, _Acc()).add(*row)
+            # Rows come ordered by group and bucket: straight into the answer.
+            pick = _PICK[spec.aggregation]
+            lists: dict[int, list[list[Any]]] = {}
+            for g, bucket, n, total, lo, hi in store.summarize_groups(*args):
+                lists.setdefault(g, []).append([_iso(bucket), pick(n, total, lo, hi)])
+            direct = {names[g]: points for g, points in lists.items()}
     out = []
-    for group in sorted(accs, key=lambda g: tuple((v is None, v or "") for v in g)):
-        buckets = accs[group]
-        points = [
-            [_iso(bucket), buckets[bucket].value(spec.aggregation)] for bucket in sorted(buckets)
-        ]
+    for group in sorted(direct or accs, key=lambda g: tuple((v is None, v or "") for v in g)):
+        if direct:
+            points = direct[group]
+        else:
+            buckets = accs[group]
+            points = [
+                [_iso(bucket), buckets[bucket].value(spec.aggregation)]
+                for bucket in sorted(buckets)
+            ]
         out.append({"tags": dict(zip(spec.group_by, group, strict=True)), "points": points})
     return {
         "metric": spec.metric,
@@ -281,5 +313,37 @@ def _run_series(
             acc.bins.append((*sketch.bin_of(value), 1))
 
 
+def _batch_series(
+    store: MetricsSql, plan: Plan, accs: dict[Group, dict[int, _Acc]], percentile: bool
+) -> None:
+    from flowdeck.store.base import BatchQuery, Store
+
+    assert isinstance(store, Store)
+    spec = plan.spec
+    value_of = BATCH_METRICS[spec.metric]
+    rows = store.list_batches(
+        BatchQuery(
+            since=_EPOCH + timedelta(seconds=plan.start),
+            until=_EPOCH + timedelta(seconds=plan.end),
+            project=spec.project,
+            limit=MAX_BATCHES,
+        )
+    )
+    for row in rows:
+        value = value_of(row)
+        if value is None:
+            continue
+        at = row.sort_at
+        tags = batch_tags(row)
+        if not all(f.matches(tags) for f in spec.filters):
+            continue
+        bucket = math.floor(_seconds(at) / plan.step) * plan.step
+        acc = accs.setdefault(_group(tags, spec.group_by), {}).setdefault(bucket, _Acc())
+        acc.add(1, value, value, value)
+        if percentile:
+            acc.bins.append((*sketch.bin_of(value), 1))
+
+
+@functools.lru_cache(maxsize=16_384)
 def _iso(seconds: int) -> str:
     return (_EPOCH + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")

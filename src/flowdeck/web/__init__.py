@@ -7,14 +7,14 @@ import logging
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from flowdeck.web import alerting, explorer, runbook, sources
+from flowdeck.web import alerting, dashboards, explorer, runbook, sources
 from flowdeck.web.live import LiveFrom
 from flowdeck.web.pages import router
 from flowdeck.web.templating import STATIC
 
 log = logging.getLogger("flowdeck")
 
-VENDOR_FILES = ("htmx.min.js", "echarts.min.js")
+VENDOR_FILES = ("htmx.min.js", "echarts.min.js", "gridstack-all.js", "gridstack.min.css")
 
 
 def install(app: FastAPI) -> None:
@@ -28,6 +28,7 @@ def install(app: FastAPI) -> None:
     app.include_router(alerting.router)
     app.include_router(sources.router)
     app.include_router(explorer.router)
+    app.include_router(dashboards.router)
     app.include_router(runbook.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(LiveFrom)

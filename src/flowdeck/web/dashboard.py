@@ -89,7 +89,7 @@ class Selection:
 
     def url(self, **changes: Any) -> str:
         query = urlencode(self.params(**changes))
-        return f"/?{query}" if query else "/"
+        return f"/?{query}" if query else "/batches"
 
     def sort_url(self, column: str) -> str:
         """Sort by ``column``; again on the current column flips the order."""

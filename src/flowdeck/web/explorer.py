@@ -22,6 +22,7 @@ from starlette.responses import Response
 from flowdeck.api.services import Services, services
 from flowdeck.errors import FieldProblem, FlowdeckError, InvalidInput
 from flowdeck.store.metrics_sql import MetricsSql
+from flowdeck.timeseries.batches import BATCH_METRICS, BATCH_TAGS
 from flowdeck.timeseries.query import (
     Aggregation,
     MetricQuery,
@@ -191,6 +192,8 @@ def known_tags(store: MetricsSql, sel: Exploration) -> list[str]:
     """Tags to offer for group-by: the metric's, plus any the URL names."""
     if sel.metric in RUN_METRICS:
         tags = set(RUN_TAGS)
+    elif sel.metric in BATCH_METRICS:
+        tags = set(BATCH_TAGS)
     else:
         tags = {k for t in store.list_metric_series(sel.project, sel.metric).values() for k in t}
     ordered = sorted(tags)
@@ -241,6 +244,7 @@ def explore_page(request: Request, svc: Svc) -> Response:
             "sel": sel,
             "names": names,
             "run_metrics": sorted(RUN_METRICS),
+            "batch_metrics": sorted(BATCH_METRICS),
             "aggregations": AGGREGATIONS,
             "ranges": RANGES,
             "steps": STEPS,

@@ -78,9 +78,27 @@ def error_page(request: Request, exc: FlowdeckError) -> Response:
 
 
 @router.get("/")
-def dashboard(request: Request, svc: Svc) -> Response:
+def home(request: Request, svc: Svc) -> Response:
+    """The dashboard this browser made its home page (cookie), else the batch dashboard;
+    the JSON index for API clients. A link with a query is always the batch dashboard's."""
     if not wants_html(request):
         return JSON(INDEX)
+    if not request.query_params and not request.headers.get("hx-request"):
+        # Imported here: the dashboards' pages build on this module.
+        from flowdeck.web.dashboards import home_dashboard, home_page
+
+        try:
+            chosen = home_dashboard(request, svc)
+            if chosen is not None:
+                return home_page(request, svc, chosen)
+        except FlowdeckError as exc:
+            return error_page(request, exc)
+    return dashboard(request, svc)
+
+
+@router.get("/batches")
+def dashboard(request: Request, svc: Svc) -> Response:
+    """The batch dashboard (also at ``/`` unless this browser chose another home page)."""
     try:
         sel = parse_selection(request.query_params)
         target = request.headers.get("hx-target", "")

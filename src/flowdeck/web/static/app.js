@@ -140,17 +140,29 @@
     startPolling();
   }
 
+  function announce(type) {
+    // Kept on the body too, for scripts that start after the stream opened.
+    if (type === "open" || type === "down") document.body.setAttribute("data-stream-state", type);
+    document.dispatchEvent(new CustomEvent("flowdeck:change", { detail: { type: type } }));
+  }
+
   function connect() {
     source = new EventSource(streamUrl);
     source.onopen = function () {
       setState("live", "Live");
       stopPolling();
-      if (wasDown) { wasDown = false; refresh(); refreshAlerts(); }
+      announce("open");
+      if (wasDown) { wasDown = false; refresh(); refreshAlerts(); announce("resync"); }
     };
     source.addEventListener("batch", refresh);
     source.addEventListener("alert", refreshAlerts);
     source.addEventListener("resync", function () { refresh(); refreshAlerts(); });
+    // Other scripts of the page (the dashboards) hear every change as "flowdeck:change".
+    ["run", "batch", "alert", "resync"].forEach(function (type) {
+      source.addEventListener(type, function () { announce(type); });
+    });
     source.onerror = function () {
+      announce("down");
       down();
       if (source.readyState === EventSource.CLOSED) {
         // The browser gave up (an answer that is not a stream): try again ourselves.
