@@ -166,3 +166,48 @@ def test_notify_payloads_stay_under_the_limit() -> None:
     assert all(len(m.encode()) < MAX_PAYLOAD for m in messages)
     assert sum(len(d["r"]) for d in decoded) == 500  # capped: clients reload for more
     assert sum(len(d["b"]) for d in decoded) == 200
+
+
+def wait_for(events: queue.Queue[Event], kind: str, seconds: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            got_kind, data = events.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if got_kind == kind:
+            return dict(data)
+    return None
+
+
+def test_metric_points_are_announced_to_who_asks(base: str) -> None:
+    point = {"name": "queue.depth", "time": time.time() - 5, "value": 3, "tags": {"q": "a"}}
+    with subscribed(f"{base}/api/v1/stream?topics=metric") as events:
+        res = httpx2.post(f"{base}/api/v1/metrics/points", json=[point])
+        assert res.status_code == 200, res.text
+        news = wait_for(events, "metric", 5)
+    assert news == {"count": 1, "names": ["queue.depth"]}
+    # The default topics stay run, batch and alert.
+    with subscribed(f"{base}/api/v1/stream") as events:
+        assert httpx2.post(f"{base}/api/v1/metrics/points", json=[point]).status_code == 200
+        assert wait_for(events, "metric", 1) is None
+
+
+def test_an_unknown_topic_is_named(base: str) -> None:
+    res = httpx2.get(f"{base}/api/v1/stream?topics=run,metrics")
+    assert res.status_code == 422
+    assert "unknown topic 'metrics': use run, batch, alert, metric" in res.text
+
+
+@pytest.mark.postgres
+def test_every_replica_hears_of_metric_points(pg_server_url: str) -> None:
+    reset_postgres(pg_server_url)
+    point = {"name": "api.latency_ms", "time": time.time() - 5, "value": 12.5}
+    with (
+        threaded_server(pg_server_url) as a,
+        threaded_server(pg_server_url) as b,
+        subscribed(f"{a}/api/v1/stream?topics=metric") as events,
+    ):
+        assert httpx2.post(f"{b}/api/v1/metrics/points", json=[point]).status_code == 200
+        news = wait_for(events, "metric", 5)
+    assert news == {"count": 1, "names": ["api.latency_ms"]}

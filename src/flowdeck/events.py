@@ -23,6 +23,7 @@ class Change:
     runs: tuple[dict[str, Any], ...]  # run_id, project, pipeline, batch_id, env, status
     batches: tuple[dict[str, Any], ...]  # the batch aggregates as the API shows them
     alerts: tuple[dict[str, Any], ...] = ()  # {"what": "alert" | "notification" | …, …}
+    metrics: tuple[str, ...] = ()  # names of metrics that received points
 
 
 @dataclass(eq=False)
@@ -76,16 +77,21 @@ class EventBus:
         live clients of every replica; called from any thread."""
         self.deliver((), (), alerts)
 
+    def publish_metrics(self, names: tuple[str, ...]) -> None:
+        """The metrics that just received points, for live dashboards; any thread."""
+        self.deliver((), (), (), names)
+
     def deliver(
         self,
         runs: tuple[dict[str, Any], ...],
         batches: tuple[dict[str, Any], ...],
         alerts: tuple[dict[str, Any], ...] = (),
+        metrics: tuple[str, ...] = (),
     ) -> Change:
         """Hand a change to this process's subscribers (thread-safe)."""
         loop = self._loop
         with self._seq_lock:
-            change = Change(next(self._seq), runs, batches, alerts)
+            change = Change(next(self._seq), runs, batches, alerts, metrics)
             # Scheduled under the lock, so changes reach the loop in the order of their ids.
             if loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(self._fan_out, change)

@@ -24,6 +24,8 @@ MAX_PAYLOAD: Final = 7600
 MAX_RUNS: Final = 500
 # Alerting news items per notification (each is small: what, fingerprint, state).
 MAX_ALERTS: Final = 50
+# Metric names per notification (a name is at most 200 characters: well under the limit).
+MAX_METRIC_NAMES: Final = 30
 
 
 def payloads(runs: tuple[dict[str, Any], ...], batches: tuple[dict[str, Any], ...]) -> list[str]:
@@ -80,6 +82,11 @@ class PostgresEventBus(EventBus):
         message = orjson.dumps({"a": list(alerts[:MAX_ALERTS])}, option=orjson.OPT_UTC_Z)
         self._notify([message.decode()], "alerting news")
 
+    def publish_metrics(self, names: tuple[str, ...]) -> None:
+        """The metrics that received points, for every replica's live dashboards."""
+        message = orjson.dumps({"m": list(names[:MAX_METRIC_NAMES])})
+        self._notify([message.decode()], "metric points")
+
     def _notify(self, messages: list[str], what: str) -> None:
         """NOTIFY each message, reconnecting once; a failure is logged, not raised."""
         with self._send_lock:
@@ -122,7 +129,10 @@ class PostgresEventBus(EventBus):
         try:
             data = orjson.loads(payload)
             self.deliver(
-                tuple(data.get("r", ())), tuple(data.get("b", ())), tuple(data.get("a", ()))
+                tuple(data.get("r", ())),
+                tuple(data.get("b", ())),
+                tuple(data.get("a", ())),
+                tuple(data.get("m", ())),
             )
         except (orjson.JSONDecodeError, AttributeError, TypeError):
             log.warning("ignored a malformed change notification")

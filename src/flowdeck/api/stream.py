@@ -42,6 +42,9 @@ def _wanted(item: dict[str, Any], project: str | None, batch_id: str | None) -> 
 
 
 TOPICS = frozenset({"run", "batch", "alert"})
+# Asked for by name only: metric points arrive often, and few pages show them.
+KNOWN_TOPICS = TOPICS | {"metric"}
+MAX_METRIC_NAMES = 100
 
 
 def render(
@@ -53,8 +56,10 @@ def render(
     runs: dict[str, dict[str, Any]] = {}
     batches: dict[tuple[str, str], dict[str, Any]] = {}
     news: list[dict[str, Any]] = []
+    metrics: set[str] = set()
     for change in changes:
         news.extend(change.alerts)
+        metrics.update(change.metrics)
         for run in change.runs:
             if _wanted(run, project, batch_id):
                 runs[run["run_id"]] = run
@@ -69,6 +74,8 @@ def render(
         batches = {}
     if "alert" not in topics:
         news = []
+    if "metric" not in topics:
+        metrics = set()
     if runs:
         items = list(runs.values())
         out.append(
@@ -86,6 +93,9 @@ def render(
     if news:
         # Not filtered by project or batch: the notification centre is everyone's.
         out.append(sse("alert", {"count": len(news), "items": news[:MAX_ALERTS_PER_EVENT]}, seq))
+    if metrics:
+        names = sorted(metrics)
+        out.append(sse("metric", {"count": len(names), "names": names[:MAX_METRIC_NAMES]}, seq))
     return "".join(out)
 
 
@@ -144,7 +154,8 @@ async def stream(
     project: Annotated[str | None, Query(description="only this project")] = None,
     batch_id: Annotated[str | None, Query(description="only this batch")] = None,
     topics: Annotated[
-        str | None, Query(description="comma list of run, batch, alert (default: all)")
+        str | None,
+        Query(description="comma list of run, batch, alert, metric (default: run, batch, alert)"),
     ] = None,
     last_event_id: Annotated[
         str | None,
@@ -158,9 +169,13 @@ async def stream(
     wanted = TOPICS
     if topics:
         wanted = frozenset(t.strip() for t in topics.split(",") if t.strip())
-        if unknown := sorted(wanted - TOPICS):
+        if unknown := sorted(wanted - KNOWN_TOPICS):
             raise InvalidInput(
-                [FieldProblem("topics", f"unknown topic {unknown[0]!r}: use run, batch, alert")]
+                [
+                    FieldProblem(
+                        "topics", f"unknown topic {unknown[0]!r}: use run, batch, alert, metric"
+                    )
+                ]
             )
     return StreamingResponse(
         changes_stream(

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowdeck.models import RunIn
-from flowdeck.runs import DEFAULT_ENV, DEFAULT_PROJECT
+from flowdeck.runs import DEFAULT_ENV, DEFAULT_PROJECT, RunRecord
 
 # Smaller bodies take the general path: the query's fixed cost (about 1 ms) buys nothing.
 MIN_BODY_BYTES: Final = 64 * 1024
@@ -55,30 +55,10 @@ _TIMESTAMP: Final = (
     r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 )
 
-# Columns of the result, in the order of the runs table (created_at, updated_at and
-# sort_at are the writer's: they depend on the commit's clock).
-COLUMNS: Final = (
-    "run_id",
-    "project",
-    "pipeline",
-    "batch_id",
-    "env",
-    "status",
-    "started_at",
-    "ended_at",
-    "duration_s",
-    "rows_read",
-    "rows_written",
-    "rows_invalid",
-    "rows_inserted",
-    "rows_updated",
-    "dq_errors",
-    "read_throughput",
-    "write_throughput",
-    "custom_stats",
-    "labels",
-    "error_message",
-    "derived",
+# Columns of the result: a stored run's but created_at and updated_at (the writer's: they
+# depend on the commit's clock, as does sort_at, which is not a field of a run).
+COLUMNS: Final = tuple(
+    name for name in RunRecord.__dataclass_fields__ if name not in ("created_at", "updated_at")
 )
 
 

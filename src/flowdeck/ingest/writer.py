@@ -269,12 +269,16 @@ class Writer:
             for job in jobs:
                 job.future.set_exception(StoreUnavailable(f"write failed: {exc}"))
             return
+        names: set[str] = set()
         for job, batch, problem in zip(jobs, batches, outcome, strict=True):
             if problem is None:
                 self.stats.points_written += len(batch)
+                names.update(series.name for series in batch.series)
                 job.future.set_result(len(batch))
             else:
                 job.future.set_exception(problem)
+        if self.bus is not None and names:
+            self.bus.publish_metrics(tuple(sorted(names)))
 
     # -- the thread --------------------------------------------------------------------
     def _loop(self) -> None:

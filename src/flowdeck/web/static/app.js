@@ -140,10 +140,12 @@
     startPolling();
   }
 
-  function announce(type) {
+  function announce(type, data) {
     // Kept on the body too, for scripts that start after the stream opened.
     if (type === "open" || type === "down") document.body.setAttribute("data-stream-state", type);
-    document.dispatchEvent(new CustomEvent("flowdeck:change", { detail: { type: type } }));
+    var payload = null;
+    try { payload = data ? JSON.parse(data) : null; } catch (e) { payload = null; }
+    document.dispatchEvent(new CustomEvent("flowdeck:change", { detail: { type: type, data: payload } }));
   }
 
   function connect() {
@@ -158,8 +160,8 @@
     source.addEventListener("alert", refreshAlerts);
     source.addEventListener("resync", function () { refresh(); refreshAlerts(); });
     // Other scripts of the page (the dashboards) hear every change as "flowdeck:change".
-    ["run", "batch", "alert", "resync"].forEach(function (type) {
-      source.addEventListener(type, function () { announce(type); });
+    ["run", "batch", "alert", "metric", "resync"].forEach(function (type) {
+      source.addEventListener(type, function (event) { announce(type, event.data); });
     });
     source.onerror = function () {
       announce("down");

@@ -211,9 +211,14 @@
       });
   }
 
-  function refreshAll(types) {
+  // types: the widget types to refresh (all when absent); metrics: also the widgets that
+  // show one of these reported metrics.
+  function refreshAll(types, metrics) {
     lastRefresh = Date.now();
-    spec.widgets.forEach(function (w) { if (!types || types.indexOf(w.type) >= 0) load(w); });
+    spec.widgets.forEach(function (w) {
+      var byMetric = metrics && w.query && metrics[w.query.metric];
+      if (!types || types.indexOf(w.type) >= 0 || byMetric) load(w);
+    });
   }
 
   function disposeChart(id) {
@@ -467,9 +472,11 @@
     run: METRIC_TYPES.concat(["batch_status"]),
     batch: METRIC_TYPES.concat(["batch_status"]),
     alert: ["alerts"],
+    metric: [],
     resync: null
   };
   var due = {};
+  var dueMetrics = {};
   document.addEventListener("flowdeck:change", function (event) {
     var type = event.detail.type;
     if (type === "open") { streamState = "live"; showLive(); return; }
@@ -477,13 +484,21 @@
     var seconds = REFRESH[view.refresh];
     if (!seconds || editing || !(type in WANTS)) return;
     (WANTS[type] || METRIC_TYPES.concat(["alerts", "batch_status"])).forEach(function (t) { due[t] = true; });
+    if (type === "metric") {
+      var news = event.detail.data || {};
+      var names = news.names || [];
+      if ((news.count || 0) > names.length) METRIC_TYPES.forEach(function (t) { due[t] = true; });
+      names.forEach(function (n) { dueMetrics[n] = true; });
+    }
     if (pending !== null) return;
     var wait = Math.max(0, lastRefresh + seconds * 1000 - Date.now());
     pending = setTimeout(function () {
       pending = null;
       var types = Object.keys(due);
+      var metrics = dueMetrics;
       due = {};
-      refreshAll(types);
+      dueMetrics = {};
+      refreshAll(types, metrics);
     }, wait);
   });
 
