@@ -35,7 +35,12 @@ def stored(base: str, dashboard_id: str) -> dict[str, Any]:
 
 
 def drag(page: Page, source: str, dx: float, dy: float) -> None:
-    box = page.locator(source).bounding_box()
+    handle = page.locator(source)
+    # gridstack shows a resize handle while the pointer is over its widget, and builds the
+    # handles again after a drop: hover the widget and wait for the handle to be there.
+    handle.locator("xpath=ancestor::*[contains(@class, 'grid-stack-item')][1]").hover()
+    handle.wait_for(state="visible")
+    box = handle.bounding_box()
     assert box is not None
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(x, y)
