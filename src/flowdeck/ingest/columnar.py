@@ -19,15 +19,16 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, get_args
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowdeck.models import RunIn
+from flowdeck.models import RunIn, StatusName
 from flowdeck.runs import DEFAULT_ENV, DEFAULT_PROJECT, RunRecord
 
 # Smaller bodies take the general path: the query's fixed cost (about 1 ms) buys nothing.
@@ -46,8 +47,7 @@ _COUNTS: Final = (
 )
 _RATES: Final = ("duration_s", "read_throughput", "write_throughput")
 _OBJECTS: Final = ("custom_stats", "labels")
-_STATUSES: Final = ("PENDING", "RUNNING", "SUCCESS", "FAILED")
-_STATUS_LIST: Final = ", ".join(f"'{s}'" for s in _STATUSES)
+_STATUS_LIST: Final = ", ".join(f"'{s}'" for s in get_args(StatusName))
 _MAX_COUNT: Final = 2**62
 # What the general path accepts as a zoned timestamp, in the one spelling read here.
 _TIMESTAMP: Final = (
@@ -79,7 +79,6 @@ _STAT_COUNTS: Final = (
     ("s_changed", "scd2_changed"),
     ("s_dq", "dq_failed_rows"),
 )
-_JSON_NUMBER: Final = r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?"
 
 
 def _as_count(v: str) -> str:
@@ -123,19 +122,16 @@ def _query() -> str:
         *(f"({c} IS NULL OR length({c}) BETWEEN 1 AND 200)" for c in (*_NAMES, "batch_id")),
         "(error_message IS NULL OR length(error_message) <= 65536)",
         f"(status IS NULL OR status IN ({_STATUS_LIST}))",
+        # the timestamps as the text they came as (they are read after the check)
         *(
             f"({c} IS NULL OR (regexp_full_match({c}, '{_TIMESTAMP}')"
             f" AND NOT starts_with({c}, '0000')))"
-            for c in ("started_at", "ended_at")
+            for c in ("started_text", "ended_text")
         ),
         *(f"({c} IS NULL OR ({c} >= 0 AND isfinite({c})))" for c in _RATES),
         *(f"({c} IS NULL OR {c} BETWEEN 0 AND {_MAX_COUNT})" for c in _COUNTS),
         *(f"({c} IS NULL OR starts_with({c}, '{{'))" for c in ("cs", "labels")),
     ]
-    # The timestamps are checked as the text they came as, then read.
-    text_checks = (
-        " AND ".join(checks).replace("started_at", "started_text").replace("ended_at", "ended_text")
-    )
     return f"""
 WITH raw AS (
     SELECT * EXCLUDE (custom_stats, labels, started_at, ended_at),
@@ -149,7 +145,7 @@ WITH raw AS (
         {", ".join(f"stat_counts[{i}] AS {col}" for i, (col, _) in enumerate(_STAT_COUNTS, 1))}
     FROM raw
 ), checked AS (
-    SELECT {text_checks} AS ok, *,
+    SELECT {" AND ".join(checks)} AS ok, *,
            CAST(started_text AS TIMESTAMPTZ) AS started_at,
            CAST(ended_text AS TIMESTAMPTZ) AS ended_at
     FROM stats
@@ -164,6 +160,7 @@ WITH raw AS (
     FROM checked
 ), derived AS (
     SELECT *,
+        {", ".join(f"{_as_count(col)} AS {col}_count" for col, _ in _STAT_COUNTS)},
         CASE WHEN duration_derived
              THEN greatest((epoch_us(ended_at) - epoch_us(started_at)) / 1000000.0, 0.0)
              ELSE duration_s END AS duration
@@ -172,8 +169,8 @@ WITH raw AS (
     SELECT *,
         read_throughput IS NULL AND rows_read IS NOT NULL AND duration > 0 AS rt_derived,
         write_throughput IS NULL AND rows_written IS NOT NULL AND duration > 0 AS wt_derived,
-        rows_inserted IS NULL AND {_as_count("s_new")} IS NOT NULL AS ins_derived,
-        rows_updated IS NULL AND {_as_count("s_changed")} IS NOT NULL AS upd_derived,
+        rows_inserted IS NULL AND s_new_count IS NOT NULL AS ins_derived,
+        rows_updated IS NULL AND s_changed_count IS NOT NULL AS upd_derived,
         dq_errors IS NULL AS dq_derived,
         status IS NULL AS status_derived
     FROM derived
@@ -190,11 +187,11 @@ SELECT
         ELSE 'SUCCESS' END) AS status,
     started_at, ended_at, duration AS duration_s,
     rows_read, rows_written, rows_invalid,
-    CASE WHEN ins_derived THEN {_as_count("s_new")} ELSE rows_inserted END AS rows_inserted,
-    CASE WHEN upd_derived THEN {_as_count("s_changed")} ELSE rows_updated END AS rows_updated,
+    CASE WHEN ins_derived THEN s_new_count ELSE rows_inserted END AS rows_inserted,
+    CASE WHEN upd_derived THEN s_changed_count ELSE rows_updated END AS rows_updated,
     CASE WHEN NOT dq_derived THEN dq_errors
          WHEN rows_invalid IS NOT NULL THEN rows_invalid
-         ELSE coalesce({_as_count("s_dq")}, 0) END AS dq_errors,
+         ELSE coalesce(s_dq_count, 0) END AS dq_errors,
     CASE WHEN rt_derived THEN rows_read / duration ELSE read_throughput END
         AS read_throughput,
     CASE WHEN wt_derived THEN rows_written / duration ELSE write_throughput END
@@ -212,20 +209,16 @@ FROM filled
 """
 
 
-def _alternatives(names: tuple[str, ...]) -> str:
-    return "|".join(names)
-
-
 # Values whose JSON type the typed read would take differently from the API's validation
 # (a number where a string belongs, a fraction where a count does…). Any match, even a
 # harmless one inside custom_stats or a string, sends the body the general way.
 _SUSPECT: Final = "|".join(
     [
-        rf'"({_alternatives((*_TEXTS, "status", "started_at", "ended_at"))})"\s*:\s*[^"n\s]',
+        rf'"({"|".join((*_TEXTS, "status", "started_at", "ended_at"))})"\s*:\s*[^"n\s]',
         r'"batch_id"\s*:\s*([^"n0-9\s-]|-?[0-9]+[.eE]|-?0|-?[0-9]{19})',
-        rf'"({_alternatives(_COUNTS)})"\s*:\s*([^n0-9\s]|[0-9]+[.eE])',
-        rf'"({_alternatives(_RATES)})"\s*:\s*[^n0-9\s]',
-        rf'"({_alternatives(_OBJECTS)})"\s*:\s*[^n{{\s]',
+        rf'"({"|".join(_COUNTS)})"\s*:\s*([^n0-9\s]|[0-9]+[.eE])',
+        rf'"({"|".join(_RATES)})"\s*:\s*[^n0-9\s]',
+        rf'"({"|".join(_OBJECTS)})"\s*:\s*[^n{{\s]',
         # an escaped letter could spell a known name the patterns above do not see
         r"\\u",
     ]
@@ -268,6 +261,8 @@ class _Reader(threading.local):
         fd, name = tempfile.mkstemp(prefix="flowdeck-ingest-", suffix=".json", dir=folder)
         os.close(fd)
         self.path = name
+        # Every thread's scratch file is removed when the process exits.
+        weakref.finalize(self, os.unlink, name)
 
 
 _reader = _Reader()
@@ -295,7 +290,8 @@ def read_columnar(
     finally:
         with open(path, "wb"):
             pass  # keep the file, drop its bytes
-    if table.num_rows != count or not pc.all(table.column("valid")).as_py():
+    # A NULL verdict is no verdict: it counts against the body like a false one.
+    if table.num_rows != count or not pc.all(table.column("valid"), skip_nulls=False).as_py():
         return None
     table = table.drop_columns(["valid"])
     return Columnar(table, table.column("run_id").to_pylist())

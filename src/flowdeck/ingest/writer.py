@@ -62,15 +62,12 @@ class WriterStats:
     points_written: int = 0
 
 
+# What the change stream tells of each run written.
+RUN_EVENT_FIELDS = ("run_id", "project", "pipeline", "batch_id", "env", "status")
+
+
 def run_event(record: RunRecord) -> dict[str, Any]:
-    return {
-        "run_id": record.run_id,
-        "project": record.project,
-        "pipeline": record.pipeline,
-        "batch_id": record.batch_id,
-        "env": record.env,
-        "status": record.status,
-    }
+    return {name: getattr(record, name) for name in RUN_EVENT_FIELDS}
 
 
 def unchanged(before: RunRecord | None, after: RunRecord) -> bool:
@@ -352,11 +349,10 @@ class Writer:
         self.stats.runs_written += len(run_ids)
         self.stats.last_commit_seconds = time.perf_counter() - started
         if self.bus is not None:
-            names = ("run_id", "project", "pipeline", "batch_id", "env", "status")
-            columns = [table.column(name).to_pylist() for name in names]
+            columns = [table.column(name).to_pylist() for name in RUN_EVENT_FIELDS]
             rows = zip(*columns, strict=True)
             self.bus.publish(
-                tuple(dict(zip(names, values, strict=True)) for values in rows),
+                tuple(dict(zip(RUN_EVENT_FIELDS, values, strict=True)) for values in rows),
                 tuple(batch_out(b) for b in batches),
             )
 

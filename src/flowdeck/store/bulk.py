@@ -1,6 +1,6 @@
 """Appending a table of new runs (``ingest/columnar.py``) in one transaction: the runs as one
-INSERT from Arrow, each touched batch counted again in SQL, each touched pipeline's state
-advanced from one aggregate of the new runs. No run becomes a Python object.
+INSERT from Arrow, each touched batch's numbers added to in SQL, each touched pipeline's
+state advanced from one aggregate of the new runs. No run becomes a Python object.
 
 Only new runs come this way: the INSERT meets the primary key, and a run_id already stored
 (or twice in the table) fails it, the transaction rolls back, and the caller takes the
@@ -21,11 +21,9 @@ from flowdeck.errors import FlowdeckError, StoreUnavailable
 from flowdeck.ingest.columnar import COLUMNS
 from flowdeck.pipelines import PipelineKey, PipelineState, Streak
 from flowdeck.store.base import BatchRow
-from flowdeck.store.cache import PipelineUpdate
+from flowdeck.store.cache import PipelineUpdate, WriteCache
 from flowdeck.store.sql import (
-    _INSERT_NEW_PIPELINES,
     _RECOUNT_PIPELINES,
-    _UPDATE_PIPELINES,
     BATCH_COLUMNS,
     PIPELINE_COLUMNS,
     SqlStore,
@@ -161,11 +159,11 @@ def advance_with_new(delta: PipelineDelta, streak: Streak | None = None) -> Pipe
         assert delta.success is not None
         success_t, success_id, success_end = delta.success
         stored_after = 0
-        if p is not None and p.last_run_at > delta.success[0] and p.consecutive_failures:
+        if p is not None and p.last_run_at > success_t and p.consecutive_failures:
             # Stored runs after the new success: its failed ones are in the streak.
             if streak is None:
                 return None
-            stored_after = sum(1 for t in streak.values() if t > delta.success[0])
+            stored_after = sum(1 for t in streak.values() if t > success_t)
         failures = delta.failed_after_new_success + stored_after
     else:
         success_t = p.last_success_t if p is not None else None
@@ -210,7 +208,7 @@ class ColumnarAppend(SqlStore):
                     raise RunsExist("some runs are stored already") from None
                 except duckdb.Error as exc:
                     raise StoreUnavailable(f"{self.backend}: {exc}") from exc
-                states = self._advance_pipelines(cur, now)
+                states = self._advance_pipelines(cur, now, cache)
                 self._q(cur, _ADD_TO_BATCHES, {"now": now})
                 batches = [batch_from_row(row) for row in cur.fetchall()]
         except BaseException:
@@ -221,12 +219,13 @@ class ColumnarAppend(SqlStore):
             cache.remember(PipelineUpdate(states, [], {}), batches, ())
         return batches
 
-    def _advance_pipelines(self, cur: Any, now: datetime) -> list[PipelineState]:
+    def _advance_pipelines(
+        self, cur: Any, now: datetime, cache: WriteCache | None
+    ) -> list[PipelineState]:
         self._q(cur, _PIPELINE_DELTAS, {"now": now})
         deltas = [delta_from_row(row) for row in cur.fetchall()]
         states: list[PipelineState] = []
         recount: list[PipelineKey] = []
-        cache = self._write_cache if self.exclusive_writer else None
         for delta in deltas:
             streak = cache.streaks.get(delta.key) if cache is not None else None
             state = advance_with_new(delta, streak)
@@ -238,9 +237,5 @@ class ColumnarAppend(SqlStore):
             self.stage_pipeline_keys(cur, recount)
             self._q(cur, _RECOUNT_PIPELINES)
             states.extend(PipelineState(*row) for row in cur.fetchall())
-        self.stage_pipelines(cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in states])
-        if any(d.stored is not None for d in deltas):
-            self._q(cur, _UPDATE_PIPELINES)
-        if any(d.stored is None for d in deltas):
-            self._q(cur, _INSERT_NEW_PIPELINES)
+        self._write_pipelines(cur, states, {d.key for d in deltas if d.stored is not None})
         return states

@@ -533,12 +533,18 @@ class SqlStore(MetricsSql, Store):
                         {"project": project, "pipeline": pipeline, "env": env},
                     )
                     removed.append(key)
-        self.stage_pipelines(cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in states])
-        if any(s.key in current for s in states):
-            self._q(cur, _UPDATE_PIPELINES)
-        if any(s.key not in current for s in states):
-            self._q(cur, _INSERT_NEW_PIPELINES)
+        self._write_pipelines(cur, states, current)
         return PipelineUpdate(states, removed, streaks)
+
+    def _write_pipelines(
+        self, cur: Cursor, states: list[PipelineState], stored: Collection[PipelineKey]
+    ) -> None:
+        """Write new states: UPDATE those whose key is ``stored``, INSERT the others."""
+        self.stage_pipelines(cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in states])
+        if any(s.key in stored for s in states):
+            self._q(cur, _UPDATE_PIPELINES)
+        if any(s.key not in stored for s in states):
+            self._q(cur, _INSERT_NEW_PIPELINES)
 
     def _read_streaks(
         self,
