@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from flowdeck.store.metrics_sql import MetricsSql
+from flowdeck.timeseries import sketch
 from flowdeck.timeseries.points import PointBatch, parse_points
 from tests.api.conftest import client, make_client
 
@@ -23,3 +25,21 @@ def secs(at: datetime) -> float:
 def batch_of(points: Sequence[dict[str, Any]]) -> PointBatch:
     """Points as the API would validate them."""
     return parse_points(orjson.dumps(list(points)), 10_000_000)
+
+
+def series_summary(
+    ms: MetricsSql, project: str, name: str, level: int, start: int, end: int, step: int
+) -> dict[tuple[int, int], tuple[int, float, float, float]]:
+    """(series_id, bucket) → (count, sum, min, max) of every series of a metric: the grouped
+    read with each series a group of its own."""
+    members = {sid: sid for sid in ms.list_metric_series(project, name)}
+    rows = ms.summarize_groups(members, level, start, end, step)
+    return {(sid, bucket): (n, total, lo, hi) for sid, bucket, n, total, lo, hi in rows}
+
+
+def series_bins(
+    ms: MetricsSql, project: str, name: str, level: int, start: int, end: int, step: int
+) -> dict[tuple[int, int], list[sketch.Bin]]:
+    """(series_id, bucket) → the sketch bins of every series of a metric."""
+    members = {sid: sid for sid in ms.list_metric_series(project, name)}
+    return ms.group_bins(members, level, start, end, step)

@@ -17,6 +17,7 @@ from flowdeck.errors import InvalidInput
 from flowdeck.store.metrics_sql import MetricsSql
 from flowdeck.timeseries.points import parse_points
 from tests.api.conftest import MakeClient, services_of
+from tests.metrics_api.conftest import series_summary
 
 T = 1_763_600_000  # 2025-11-20T00:53:20Z, seconds
 
@@ -28,7 +29,7 @@ def store_of(client: TestClient) -> MetricsSql:
 
 
 def total_count(client: TestClient, name: str, project: str = "default") -> int:
-    rows = store_of(client).summarize_metric(project, name, None, 0, 0, 2 * T, 2 * T)
+    rows = series_summary(store_of(client), project, name, 0, 0, 2 * T, 2 * T)
     return sum(r[0] for r in rows.values())
 
 
@@ -43,7 +44,7 @@ def test_points_and_columns_are_written_with_their_rollups(client: TestClient) -
     assert got.json() == {"accepted": 4}
     store = store_of(client)
     assert sorted(store.list_metric_series("default", "cpu").values(), key=str) == [{"host": "a"}]
-    day = store.summarize_metric("default", "cpu", None, 86_400, 0, 2 * T, 86_400)
+    day = series_summary(store, "default", "cpu", 86_400, 0, 2 * T, 86_400)
     assert list(day.values()) == [(3, 8.5, 1.5, 4.0)]
     assert total_count(client, "cpu", "p2") == 1
     one = client.post("/api/v1/metrics/points", json={"name": "mem", "time": T, "value": -1e300})
@@ -188,8 +189,8 @@ def test_the_app_runs_compaction_in_the_background(make_client: MakeClient) -> N
         time.sleep(0.02)
     assert compactor.runs >= seen + 2
     store = store_of(client)
-    assert store.summarize_metric("default", "old", None, 0, 0, 2 * T, 60) == {}
-    assert len(store.summarize_metric("default", "old", None, 60, 0, 2 * T, 60)) == 1
+    assert series_summary(store, "default", "old", 0, 0, 2 * T, 60) == {}
+    assert len(series_summary(store, "default", "old", 60, 0, 2 * T, 60)) == 1
 
 
 _INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

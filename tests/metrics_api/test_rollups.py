@@ -22,7 +22,7 @@ from flowdeck.timeseries import sketch
 from flowdeck.timeseries.compaction import Compactor, cutoffs
 from flowdeck.timeseries.points import SeriesKey
 from tests.conftest import FixedClock
-from tests.metrics_api.conftest import batch_of
+from tests.metrics_api.conftest import batch_of, series_bins, series_summary
 
 T0 = 1_763_596_800  # 2025-11-20T00:00:00Z
 FAR = 4_000_000_000
@@ -110,9 +110,9 @@ def test_rollups_equal_brute_force_at_every_level(
     for width in (0, *LEVELS):
         step = width or 60
         expected = brute(rows, step)
-        summary = ms.summarize_metric("default", name, None, width, 0, FAR, step)
+        summary = series_summary(ms, "default", name, width, 0, FAR, step)
         assert set(summary) == {(ids[h], b) for h, b in expected}
-        bins = ms.metric_bins("default", name, None, width, 0, FAR, step)
+        bins = series_bins(ms, "default", name, width, 0, FAR, step)
         for (host, bucket), vals in expected.items():
             n, total, lo, hi = summary[(ids[host], bucket)]
             assert (n, lo, hi) == (len(vals), min(vals), max(vals))
@@ -123,7 +123,7 @@ def test_rollups_equal_brute_force_at_every_level(
                 assert close_to(sketch.quantile(bins[(ids[host], bucket)], q), exact)
         if width:
             # The same buckets read from the raw points give the very same sketch.
-            raw = ms.metric_bins("default", name, None, 0, 0, FAR, step)
+            raw = series_bins(ms, "default", name, 0, 0, FAR, step)
             assert {k: sorted(v) for k, v in raw.items()} == {k: sorted(v) for k, v in bins.items()}
 
 
@@ -144,11 +144,11 @@ def test_a_late_point_merges_into_its_existing_bucket(store: Store, writer: Writ
     write(writer, "lat", [("a", 30, 1.0), ("a", 50, 9.0)])  # late: the first minute again
     ms = metrics(store)
     sid = SeriesKey("default", "lat", (("host", "a"),)).series_id
-    minute = ms.summarize_metric("default", "lat", None, 60, 0, FAR, 60)
+    minute = series_summary(ms, "default", "lat", 60, 0, FAR, 60)
     assert minute[(sid, T0)] == (3, 15.0, 1.0, 9.0)
-    hour = ms.summarize_metric("default", "lat", None, 3_600, 0, FAR, 3_600)
+    hour = series_summary(ms, "default", "lat", 3_600, 0, FAR, 3_600)
     assert hour == {(sid, T0): (3, 15.0, 1.0, 9.0), (sid, T0 + 3_600): (1, 7.0, 7.0, 7.0)}
-    bins = ms.metric_bins("default", "lat", None, 60, 0, FAR, 60)[(sid, T0)]
+    bins = series_bins(ms, "default", "lat", 60, 0, FAR, 60)[(sid, T0)]
     assert sum(n for _, _, n in bins) == 3
     assert close_to(sketch.quantile(bins, 0.5), 5.0)
 
@@ -163,7 +163,7 @@ def test_retention_per_level(store: Store, writer: Writer) -> None:
     writer.submit_call(lambda: ms.compact_metrics(raw, levels)).result()
 
     def days_left(width: int) -> list[int]:
-        got = ms.summarize_metric("default", "ret", None, width, 0, FAR, width or 60)
+        got = series_summary(ms, "default", "ret", width, 0, FAR, width or 60)
         return sorted(400 - (bucket - T0) // 86_400 for (_, bucket) in got)
 
     assert days_left(0) == [6]
@@ -187,8 +187,8 @@ def test_the_compactor_applies_retention_as_of_its_clock(
     asyncio.run(compactor.compact())
     assert compactor.runs == 1
     assert compactor.last_run == clock.now
-    assert ms.summarize_metric("default", "cmp", None, 0, 0, FAR, 60) == {}
-    assert len(ms.summarize_metric("default", "cmp", None, 60, 0, FAR, 60)) == 1
+    assert series_summary(ms, "default", "cmp", 0, 0, FAR, 60) == {}
+    assert len(series_summary(ms, "default", "cmp", 60, 0, FAR, 60)) == 1
 
 
 def test_points_wait_for_their_commit_and_fail_alone(store: Store, writer: Writer) -> None:

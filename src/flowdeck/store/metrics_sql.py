@@ -72,32 +72,9 @@ GROUP BY series_id, b, s, k
 ON CONFLICT (series_id, level, bucket, sign, bin) DO UPDATE SET
     n = metric_sketch_bins.n + excluded.n
 """
-_ROLLUP_ROWS: Final = f"""
-SELECT series_id, {_bucket("bucket", ":step")} AS sb, CAST(sum(n) AS BIGINT), sum(total),
-       min(lo), max(hi)
-FROM metric_rollups
-WHERE level = :level AND bucket >= :a AND bucket < :b AND {{series}}
-GROUP BY series_id, sb
-"""
-_ROLLUP_BINS: Final = f"""
-SELECT series_id, {_bucket("bucket", ":step")} AS sb, sign, bin, CAST(sum(n) AS BIGINT)
-FROM metric_sketch_bins
-WHERE level = :level AND bucket >= :a AND bucket < :b AND {{series}}
-GROUP BY series_id, sb, sign, bin
-"""
-_RAW_ROWS: Final = f"""
-SELECT series_id, {_bucket("t", ":step")} AS sb, count(*), sum(value), min(value), max(value)
-FROM metric_points WHERE t >= :a AND t < :b AND {{series}}
-GROUP BY series_id, sb
-"""
-_RAW_BINS: Final = f"""
-SELECT series_id, sb, s, k, count(*) FROM (
-    SELECT series_id, {_bucket("t", ":step")} AS sb, {_SIGN} AS s, {_BIN} AS k
-    FROM metric_points WHERE t >= :a AND t < :b AND {{series}}
-) p GROUP BY series_id, sb, s, k
-"""
-# Per group of series (``{members}``: series_id → group number g) instead of per series: the
-# database adds the series of a group up, so the rows to read back are groups × buckets.
+# Per group of series (``{members}``: series_id → group number g; a series may be a group of
+# its own): the database adds the series of a group up, so the rows read back are groups ×
+# buckets.
 _GROUP_ROLLUP_ROWS: Final = f"""
 SELECT m.g, {_bucket("r.bucket", ":step")} AS sb, CAST(sum(r.n) AS BIGINT), sum(r.total),
        min(r.lo), max(r.hi)
@@ -126,9 +103,6 @@ SELECT g, sb, s, k, count(*) FROM (
     WHERE p.t >= :a AND p.t < :b
 ) q GROUP BY g, sb, s, k
 """
-_ALL_SERIES: Final = (
-    "series_id IN (SELECT series_id FROM metric_series WHERE project = :project AND name = :name)"
-)
 _PRUNE_SERIES: Final = """
 DELETE FROM metric_series WHERE NOT EXISTS (
     SELECT 1 FROM metric_rollups r WHERE r.series_id = metric_series.series_id
@@ -138,7 +112,6 @@ DELETE FROM metric_series WHERE NOT EXISTS (
 """
 
 # Per series and step bucket: (count, sum, min, max).
-Summary = tuple[int, float, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,64 +353,14 @@ class MetricsSql(abc.ABC):
             )
             return {int(r[0]): _json(r[1]) for r in cur.fetchall()}
 
-    def summarize_metric(
-        self,
-        project: str,
-        name: str,
-        series_ids: Sequence[int] | None,
-        level: int,
-        start: int,
-        end: int,
-        step: int,
-    ) -> dict[tuple[int, int], Summary]:
-        """Per (series_id, step bucket start in seconds): count, sum, min, max of the points in
-        [start, end) seconds, from the rollups of ``level`` (0: the raw points). ``step`` is
-        a multiple of ``level``; ``series_ids`` None means every series of the metric."""
-        rows = self._metric_rows(
-            _RAW_ROWS if level == 0 else _ROLLUP_ROWS,
-            project,
-            name,
-            series_ids,
-            level,
-            start,
-            end,
-            step,
-            {},
-        )
-        scale = _scale(level)
-        return {
-            (int(r[0]), int(r[1]) // scale): (int(r[2]), float(r[3]), float(r[4]), float(r[5]))
-            for r in rows
-        }
-
-    def metric_bins(
-        self,
-        project: str,
-        name: str,
-        series_ids: Sequence[int] | None,
-        level: int,
-        start: int,
-        end: int,
-        step: int,
-    ) -> dict[tuple[int, int], list[sketch.Bin]]:
-        """Like :meth:`summarize_metric`, the percentile sketch bins instead."""
-        query = _RAW_BINS if level == 0 else _ROLLUP_BINS
-        params = sketch.bin_params() if level == 0 else {}
-        rows = self._metric_rows(query, project, name, series_ids, level, start, end, step, params)
-        scale = _scale(level)
-        out: dict[tuple[int, int], list[sketch.Bin]] = {}
-        for r in rows:
-            out.setdefault((int(r[0]), int(r[1]) // scale), []).append(
-                (int(r[2]), int(r[3]), int(r[4]))
-            )
-        return out
-
     def summarize_groups(
         self, members: Mapping[int, int], level: int, start: int, end: int, step: int
     ) -> list[tuple[int, int, int, float, float, float]]:
-        """Like :meth:`summarize_metric`, per group of series instead of per series:
-        ``members`` maps series_id → group number; rows (group, bucket start in seconds,
-        count, sum, min, max), ordered by group and bucket."""
+        """Per group of series and step bucket: count, sum, min, max of the points in
+        [start, end) seconds, from the rollups of ``level`` (0: the raw points; ``step`` is a
+        multiple of ``level``). ``members`` maps series_id → group number (a series may be
+        its own group); rows (group, bucket start in seconds, count, sum, min, max), ordered
+        by group and bucket."""
         query = _GROUP_RAW_ROWS if level == 0 else _GROUP_ROLLUP_ROWS
         rows = self._group_rows(query, members, level, start, end, step, {})
         scale = _scale(level)
@@ -449,8 +372,8 @@ class MetricsSql(abc.ABC):
     def group_bins(
         self, members: Mapping[int, int], level: int, start: int, end: int, step: int
     ) -> dict[tuple[int, int], list[sketch.Bin]]:
-        """Like :meth:`metric_bins`, per group of series: (group, bucket) → the bins of the
-        group's sketch in that bucket (the series' sketches merged in SQL)."""
+        """Like :meth:`summarize_groups`, the percentile sketches: (group, bucket) → the bins
+        of the group's sketch in that bucket (the series' sketches merged in SQL)."""
         query = _GROUP_RAW_BINS if level == 0 else _GROUP_ROLLUP_BINS
         params = sketch.bin_params() if level == 0 else {}
         rows = self._group_rows(query, members, level, start, end, step, params)
@@ -488,39 +411,6 @@ class MetricsSql(abc.ABC):
         members_sql = f"SELECT * FROM (VALUES {', '.join(pairs)}) AS v (series_id, g)"
         with self.reader() as cur:
             self._q(cur, query.replace("{members}", members_sql), params)
-            return list(cur.fetchall())
-
-    def _metric_rows(
-        self,
-        query: str,
-        project: str,
-        name: str,
-        series_ids: Sequence[int] | None,
-        level: int,
-        start: int,
-        end: int,
-        step: int,
-        extra: Mapping[str, Any],
-    ) -> list[Any]:
-        scale = _scale(level)
-        params: dict[str, Any] = {
-            **({"level": level} if level else {}),
-            "a": start * scale,
-            "b": end * scale,
-            "step": step * scale,
-            **extra,
-        }
-        if series_ids is None:
-            series = _ALL_SERIES
-            params |= {"project": project, "name": name}
-        elif not series_ids:
-            return []
-        else:
-            names = [f"s{i}" for i in range(len(series_ids))]
-            series = f"series_id IN ({', '.join(':' + n for n in names)})"
-            params.update(zip(names, series_ids, strict=True))
-        with self.reader() as cur:
-            self._q(cur, query.replace("{series}", series), params)
             return list(cur.fetchall())
 
     def run_values(
