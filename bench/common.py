@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import platform
 import random
@@ -98,6 +99,59 @@ def scratch_database(backend: str, admin_url: str, tag: str) -> Iterator[str]:
         yield url
     finally:
         pg_drop_database(admin_url, dbname)
+
+
+@dataclasses.dataclass
+class BenchDatabase:
+    """Where a bench keeps its data: ``url``; ``path`` the DuckDB file (empty on
+    PostgreSQL); ``existed`` when ``--keep`` names one that is already there."""
+
+    url: str
+    path: str
+    existed: bool
+    backend: str
+    admin_url: str
+    dbname: str
+
+    def clear(self) -> None:
+        """Start from nothing: remove the DuckDB file, or create the PostgreSQL database."""
+        if self.backend == "duckdb":
+            for suffix in ("", ".wal"):
+                Path(self.path + suffix).unlink(missing_ok=True)
+        else:
+            pg_create_database(self.admin_url, self.dbname)
+
+
+@contextlib.contextmanager
+def bench_database(
+    backend: str, admin_url: str, tag: str, keep: str | None
+) -> Iterator[BenchDatabase]:
+    """The database of a bench that may reuse its data (``--keep FILE|DBNAME``): the named
+    one, kept afterwards; else a scratch one (as ``scratch_database``) removed afterwards."""
+    folder: str | None = None
+    path = dbname = ""
+    if backend == "duckdb":
+        if keep:
+            path = str(Path(keep).resolve())
+        else:
+            folder = tempfile.mkdtemp(prefix=f"flowdeck-bench-{tag}-")
+            path = f"{folder}/flowdeck.duckdb"
+        url = f"duckdb:///{path}"
+    else:
+        dbname = keep or f"flowdeck_bench_{tag}_{os.getpid()}"
+        url = pg_url(admin_url, dbname)
+    try:
+        existed = bool(keep) and (
+            Path(path).exists() if backend == "duckdb" else pg_database_exists(admin_url, dbname)
+        )
+        yield BenchDatabase(url, path, existed, backend, admin_url, dbname)
+    finally:
+        if keep:
+            print(f"kept {keep}")
+        elif folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        elif dbname:
+            pg_drop_database(admin_url, dbname)
 
 
 # -- the server process ----------------------------------------------------------------------

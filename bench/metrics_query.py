@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -45,15 +42,12 @@ from common import (
     Report,
     Server,
     base_parser,
+    bench_database,
     environment_banner,
     host_port,
     latency_summary,
     ms,
     open_sql_store,
-    pg_create_database,
-    pg_database_exists,
-    pg_drop_database,
-    pg_url,
 )
 from flowdeck.timeseries.points import PointBatch, SeriesKey
 
@@ -349,39 +343,18 @@ def main() -> None:
     started = time.perf_counter()
     environment_banner(args.db, f"{n_points:,} points stored")
 
-    folder: str | None = None
-    dbname: str | None = None
-    if args.db == "duckdb":
-        if args.keep:
-            path = str(Path(args.keep).resolve())
-        else:
-            folder = tempfile.mkdtemp(prefix="flowdeck-bench-mquery-")
-            path = f"{folder}/flowdeck.duckdb"
-        url = f"duckdb:///{path}"
-    else:
-        dbname = args.keep or f"flowdeck_bench_mquery_{os.getpid()}"
-        url = pg_url(args.pg_admin, dbname)
-    try:
+    with bench_database(args.db, args.pg_admin, "mquery", args.keep) as where:
+        url, path = where.url, where.path
         reuse = False
-        if args.keep:
-            exists = (
-                Path(path).exists()
-                if args.db == "duckdb"
-                else pg_database_exists(args.pg_admin, args.keep)
-            )
-            if exists:
-                try:
-                    reuse = stored_points(url) == n_points
-                except Exception as exc:
-                    print(f"cannot reuse {args.keep}: {exc}")
-                if not reuse:
-                    print(f"{args.keep} does not hold {n_points:,} points: loading afresh")
+        if where.existed:
+            try:
+                reuse = stored_points(url) == n_points
+            except Exception as exc:
+                print(f"cannot reuse {args.keep}: {exc}")
+            if not reuse:
+                print(f"{args.keep} does not hold {n_points:,} points: loading afresh")
         if not reuse:
-            if args.db == "duckdb":
-                for suffix in ("", ".wal"):
-                    Path(path + suffix).unlink(missing_ok=True)
-            else:
-                pg_create_database(args.pg_admin, dbname or "")
+            where.clear()
             print(
                 f"loading {n_points:,} points: {len(series_keys())} series, {DAYS} days, "
                 f"{PER_COMMIT:,} per commit through store.add_points",
@@ -465,13 +438,6 @@ def main() -> None:
         out.section("target (a figure, not a verdict)")
         worst = max(api[a]["p95"] for a in ("avg", "sum", "max", "p95"))
         out.line("p95 <= 50 ms; slowest aggregation's p95", ms(worst))
-    finally:
-        if args.keep:
-            print(f"kept {args.keep}")
-        elif folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        elif dbname is not None:
-            pg_drop_database(args.pg_admin, dbname)
     print(f"\ntotal wall time {time.perf_counter() - started:.1f} s")
 
 

@@ -26,10 +26,7 @@ holds the requested number of runs, and is not deleted at the end.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -49,16 +46,13 @@ from common import (
     Server,
     StageTimer,
     base_parser,
+    bench_database,
     environment_banner,
     instrument_store,
     latency_summary,
     make_runs,
     ms,
     open_sql_store,
-    pg_create_database,
-    pg_database_exists,
-    pg_drop_database,
-    pg_url,
     print_breakdown,
     validate,
 )
@@ -736,42 +730,19 @@ def main() -> None:
     started = time.perf_counter()
     environment_banner(args.db, f"{n_runs:,} runs stored")
 
-    # -- where
-    folder: str | None = None
-    dbname: str | None = None
-    if args.db == "duckdb":
-        if args.keep:
-            path = str(Path(args.keep).resolve())
-        else:
-            folder = tempfile.mkdtemp(prefix="flowdeck-bench-query-")
-            path = f"{folder}/flowdeck.duckdb"
-        url = f"duckdb:///{path}"
-    else:
-        dbname = args.keep or f"flowdeck_bench_query_{os.getpid()}"
-        url = pg_url(args.pg_admin, dbname)
-
-    try:
+    with bench_database(args.db, args.pg_admin, "query", args.keep) as where:
+        url, path = where.url, where.path
         # -- load (or reuse)
         reuse = False
-        if args.keep:
-            exists = (
-                Path(path).exists()
-                if args.db == "duckdb"
-                else pg_database_exists(args.pg_admin, args.keep)
-            )
-            if exists:
-                try:
-                    reuse = schema_matches(url) and read_facts(url).runs == n_runs
-                except Exception as exc:
-                    print(f"cannot reuse {args.keep}: {exc}")
-                if not reuse:
-                    print(f"{args.keep} does not hold {n_runs:,} runs: loading afresh")
+        if where.existed:
+            try:
+                reuse = schema_matches(url) and read_facts(url).runs == n_runs
+            except Exception as exc:
+                print(f"cannot reuse {args.keep}: {exc}")
+            if not reuse:
+                print(f"{args.keep} does not hold {n_runs:,} runs: loading afresh")
         if not reuse:
-            if args.db == "duckdb":
-                for suffix in ("", ".wal"):
-                    Path(path + suffix).unlink(missing_ok=True)
-            else:
-                pg_create_database(args.pg_admin, dbname or "")
+            where.clear()
             defs = plan_batches(n_runs, datetime.now(UTC))
             print(
                 f"loading {n_runs:,} runs in {len(defs):,} batches "
@@ -862,13 +833,6 @@ def main() -> None:
         out.section("targets (figures, not verdicts)")
         out.line("(a) p95, target <= 25 ms", ms(api["(a) summary + first page"]["p95"]))
         out.line("(b) p95, target <= 50 ms", ms(api["(b) batch list since=7d env=prod"]["p95"]))
-    finally:
-        if args.keep:
-            print(f"kept {args.keep}")
-        elif folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        elif dbname is not None:
-            pg_drop_database(args.pg_admin, dbname)
     print(f"\ntotal wall time {time.perf_counter() - started:.1f} s")
 
 
