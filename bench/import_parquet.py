@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from common import base_parser, environment_banner, fmt_rate, scratch_database
 from flowdeck.ingest.file_import import import_direct
 from flowdeck.ingest.pipeline_stats import parse_table, read_table
+from flowdeck.ingest.stats_columnar import parse_columns
 
 TARGET = 200_000  # rows/s from Parquet on DuckDB
 PIPELINES = 40
@@ -91,7 +92,10 @@ def main() -> None:
                 t0 = time.perf_counter()
                 table = read_table(path)
                 t1 = time.perf_counter()
-                parsed = parse_table(table)
+                # As `flowdeck import` does: in columns into DuckDB, row by row otherwise.
+                parsed = parse_columns(table) if url.startswith("duckdb:") else None
+                if parsed is None:
+                    parsed = parse_table(table)
                 t2 = time.perf_counter()
                 written = import_direct(parsed, url)
                 t3 = time.perf_counter()

@@ -84,24 +84,30 @@ def import_command(
     """
     from flowdeck.ingest.file_import import ImportFailed, import_direct, import_http
     from flowdeck.ingest.pipeline_stats import BadFile, parse_table, read_table
+    from flowdeck.ingest.stats_columnar import parse_columns
 
     started = time.perf_counter()
+    settings = Settings.from_env()
+    if data_dir is not None:
+        settings = replace(settings, data_dir=data_dir)
+    target = url or db or settings.resolved_database_url()
     try:
         table = read_table(file, fmt)
         with _bar(table.num_rows, "checking rows") as update:
-            parsed = parse_table(table, project=project, env=env, progress=update)
+            # Into a DuckDB file, rows are checked and appended in columns where they can be.
+            parsed = None
+            if not url and target.startswith("duckdb:"):
+                parsed = parse_columns(table, project=project, env=env, progress=update)
+            if parsed is None:
+                parsed = parse_table(table, project=project, env=env, progress=update)
     except BadFile as exc:
         raise click.ClickException(str(exc)) from exc
     del table
     if parsed.ignored_columns:
         click.echo(f"ignoring unknown columns: {', '.join(parsed.ignored_columns)}", err=True)
 
-    settings = Settings.from_env()
-    if data_dir is not None:
-        settings = replace(settings, data_dir=data_dir)
-    target = url or db or settings.resolved_database_url()
     try:
-        with _bar(len(parsed.reports), "importing") as update:
+        with _bar(parsed.runs, "importing") as update:
             if url:
                 written = import_http(parsed, url, update)
             else:

@@ -20,6 +20,7 @@ import os
 import tempfile
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, get_args
@@ -116,40 +117,15 @@ _LABELS_PLAIN: Final = f"""CASE WHEN length(labels) <= 100
     END"""
 
 
-def _query() -> str:
-    columns = ", ".join(f"{name}: '{_READ_AS[name]}'" for name in FIELDS)
-    checks = [
-        *(f"({c} IS NULL OR length({c}) BETWEEN 1 AND 200)" for c in (*_NAMES, "batch_id")),
-        "(error_message IS NULL OR length(error_message) <= 65536)",
-        f"(status IS NULL OR status IN ({_STATUS_LIST}))",
-        # the timestamps as the text they came as (they are read after the check)
-        *(
-            f"({c} IS NULL OR (regexp_full_match({c}, '{_TIMESTAMP}')"
-            f" AND NOT starts_with({c}, '0000')))"
-            for c in ("started_text", "ended_text")
-        ),
-        *(f"({c} IS NULL OR ({c} >= 0 AND isfinite({c})))" for c in _RATES),
-        *(f"({c} IS NULL OR {c} BETWEEN 0 AND {_MAX_COUNT})" for c in _COUNTS),
-        *(f"({c} IS NULL OR starts_with({c}, '{{'))" for c in ("cs", "labels")),
-    ]
+def derive_sql(passthrough: Sequence[str] = ()) -> str:
+    """The CTEs after ``checked`` and the final SELECT: given a CTE ``checked`` of run fields
+    (``started_at``/``ended_at`` typed, ``cs`` and ``labels`` as JSON text, the custom_stats
+    values ``s_new``, ``s_changed`` and ``s_dq`` as JSON, and ``ok``: its own checks passed),
+    decide ``valid`` and derive what ``runs.merge`` derives for a new run. ``passthrough``
+    columns of ``checked`` are selected too."""
+    extra = "".join(f", {c}" for c in passthrough)
     return f"""
-WITH raw AS (
-    SELECT * EXCLUDE (custom_stats, labels, started_at, ended_at),
-        started_at AS started_text, ended_at AS ended_text,
-        custom_stats::VARCHAR AS cs, labels::VARCHAR AS labels,
-        json_extract(custom_stats, [{", ".join(f"'$.{key}'" for _, key in _STAT_COUNTS)}])
-            AS stat_counts
-    FROM read_json($path, format = 'array', columns = {{{columns}}})
-), stats AS (
-    SELECT * EXCLUDE (stat_counts),
-        {", ".join(f"stat_counts[{i}] AS {col}" for i, (col, _) in enumerate(_STAT_COUNTS, 1))}
-    FROM raw
-), checked AS (
-    SELECT {" AND ".join(checks)} AS ok, *,
-           CAST(started_text AS TIMESTAMPTZ) AS started_at,
-           CAST(ended_text AS TIMESTAMPTZ) AS ended_at
-    FROM stats
-), plain AS (
+plain AS (
     SELECT *,
         ok AND pipeline IS NOT NULL
            AND (started_at IS NULL OR ended_at IS NULL OR ended_at >= started_at)
@@ -204,9 +180,54 @@ SELECT
         CASE WHEN ins_derived THEN 'rows_inserted' END,
         CASE WHEN upd_derived THEN 'rows_updated' END,
         CASE WHEN status_derived THEN 'status' END,
-        CASE WHEN wt_derived THEN 'write_throughput' END) AS derived
+        CASE WHEN wt_derived THEN 'write_throughput' END) AS derived{extra}
 FROM filled
 """
+
+
+def stat_values_sql(cs: str) -> str:
+    """The custom_stats values ``derive_sql`` reads (``s_new``, ``s_changed``, ``s_dq``),
+    taken out of the JSON text ``cs`` in one pass."""
+    paths = ", ".join(f"'$.{key}'" for _, key in _STAT_COUNTS)
+    return f"json_extract({cs}, [{paths}])"
+
+
+def stat_columns_sql(values: str) -> str:
+    return ", ".join(f"{values}[{i}] AS {col}" for i, (col, _) in enumerate(_STAT_COUNTS, 1))
+
+
+def _query() -> str:
+    columns = ", ".join(f"{name}: '{_READ_AS[name]}'" for name in FIELDS)
+    checks = [
+        *(f"({c} IS NULL OR length({c}) BETWEEN 1 AND 200)" for c in (*_NAMES, "batch_id")),
+        "(error_message IS NULL OR length(error_message) <= 65536)",
+        f"(status IS NULL OR status IN ({_STATUS_LIST}))",
+        # the timestamps as the text they came as (they are read after the check)
+        *(
+            f"({c} IS NULL OR (regexp_full_match({c}, '{_TIMESTAMP}')"
+            f" AND NOT starts_with({c}, '0000')))"
+            for c in ("started_text", "ended_text")
+        ),
+        *(f"({c} IS NULL OR ({c} >= 0 AND isfinite({c})))" for c in _RATES),
+        *(f"({c} IS NULL OR {c} BETWEEN 0 AND {_MAX_COUNT})" for c in _COUNTS),
+        *(f"({c} IS NULL OR starts_with({c}, '{{'))" for c in ("cs", "labels")),
+    ]
+    return f"""
+WITH raw AS (
+    SELECT * EXCLUDE (custom_stats, labels, started_at, ended_at),
+        started_at AS started_text, ended_at AS ended_text,
+        custom_stats::VARCHAR AS cs, labels::VARCHAR AS labels,
+        {stat_values_sql("custom_stats")} AS stat_counts
+    FROM read_json($path, format = 'array', columns = {{{columns}}})
+), stats AS (
+    SELECT * EXCLUDE (stat_counts), {stat_columns_sql("stat_counts")}
+    FROM raw
+), checked AS (
+    SELECT {" AND ".join(checks)} AS ok, *,
+           CAST(started_text AS TIMESTAMPTZ) AS started_at,
+           CAST(ended_text AS TIMESTAMPTZ) AS ended_at
+    FROM stats
+), {derive_sql()}"""
 
 
 # Values whose JSON type the typed read would take differently from the API's validation

@@ -21,13 +21,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from flowdeck.errors import FlowdeckError, InvalidInput
 from flowdeck.events import EventBus
+from flowdeck.ingest.columnar import Columnar
 from flowdeck.ingest.pipeline_stats import Parsed, Rejected, Report, chunks
 from flowdeck.ingest.writer import Writer
 from flowdeck.store import open_store
+from flowdeck.store.bulk import ColumnarAppend, RunsExist
 
 CHUNK: Final = 10_000
+COLUMN_CHUNK: Final = 100_000  # new runs appended from columns per transaction
 Progress = Callable[[int], None]
 
 
@@ -81,6 +87,8 @@ def import_direct(parsed: Parsed, url: str, progress: Progress = _nothing) -> in
     writer.start()
     written = 0
     try:
+        if parsed.columns is not None:
+            written += _append_columns(writer, parsed, progress)
         pending = [
             (writer.submit(reports, str), reports, rows) for reports, rows in chunks(parsed, CHUNK)
         ]
@@ -94,6 +102,46 @@ def import_direct(parsed: Parsed, url: str, progress: Progress = _nothing) -> in
         if bus is not None:
             bus.stop()
         store.close()
+    return written
+
+
+def _append_columns(writer: Writer, parsed: Parsed, progress: Progress) -> int:
+    """Append the runs read in columns that are not stored yet; those that are (a file
+    imported again, or grown) become reports for the general merge."""
+    assert parsed.columns is not None
+    table, rows = parsed.columns, parsed.column_rows
+    parsed.columns, parsed.column_rows = None, []
+    store = writer.store
+    if writer.takes_columns and isinstance(store, ColumnarAppend):
+        stored, same = store.stored_runs(table)
+    else:
+        stored, same = set(table.column("run_id").to_pylist()), set()
+    if stored:
+        ids = table.column("run_id")
+        is_new = pc.invert(pc.is_in(ids, pa.array(list(stored), pa.string())))
+        flags = zip(rows, ids.to_pylist(), is_new.to_pylist(), strict=True)
+        again = [r for r, run_id, new in flags if not new and run_id not in same]
+        table = table.filter(is_new)
+        rows = [r for r, new in zip(rows, is_new.to_pylist(), strict=True) if new]
+        parsed.reports[:0] = parsed.reports_of(again)
+        parsed.row_numbers[:0] = again
+        parsed.unchanged = len(same)
+        progress(len(same))
+    # A run stored just as the file has it is accepted as the general path would: unchanged.
+    written = len(same)
+    pending = []
+    for start in range(0, table.num_rows, COLUMN_CHUNK):
+        part = table.slice(start, COLUMN_CHUNK)
+        ids = part.column("run_id").to_pylist()
+        pending.append((writer.submit_columns(Columnar(part, ids)), rows[start : start + len(ids)]))
+    for future, part_rows in pending:
+        try:
+            written += len(future.result())
+        except RunsExist:
+            # Stored in the meantime (another writer on PostgreSQL): merge them instead.
+            parsed.reports.extend(parsed.reports_of(part_rows))
+            parsed.row_numbers.extend(part_rows)
+        progress(len(part_rows))
     return written
 
 

@@ -76,6 +76,25 @@ class Parsed:
     rejected: list[Rejected] = field(default_factory=list)
     superseded: int = 0  # rows replaced by a later row for the same run
     ignored_columns: list[str] = field(default_factory=list)
+    # Runs read in columns (ingest/stats_columnar.py): the table, each run's row, and the
+    # file's table (a run found stored already is read again as a report to merge).
+    columns: pa.Table | None = None
+    column_rows: list[int] = field(default_factory=list)
+    source: pa.Table | None = None
+    project: str = DEFAULT_PROJECT
+    env: str | None = None
+    unchanged: int = 0  # runs stored already just as the file has them: not written again
+
+    @property
+    def runs(self) -> int:
+        return len(self.reports) + len(self.column_rows)
+
+    def reports_of(self, rows: Sequence[int]) -> list[Report]:
+        """The reports of these rows of ``source`` (rows read in columns, now needed as
+        reports: every one was accepted, so row_report accepts it too)."""
+        assert self.source is not None
+        table = self.source.take(pa.array([r - 1 for r in rows], pa.int64()))
+        return [row_report(row, self.project, self.env or DEFAULT_ENV) for row in _rows(table)]
 
 
 # -- reading files ------------------------------------------------------------------------

@@ -219,6 +219,30 @@ class ColumnarAppend(SqlStore):
             cache.remember(PipelineUpdate(states, [], {}), batches, ())
         return batches
 
+    def stored_runs(self, table: pa.Table) -> tuple[set[str], set[str]]:
+        """Of these new runs (``COLUMNS``): the run ids stored already, and those whose
+        stored run has every field as here (merging them again would change nothing)."""
+        same = " AND ".join(
+            f"r.{c} IS NOT DISTINCT FROM i.{c}"
+            for c in COLUMNS
+            if c not in ("run_id", "custom_stats", "labels")
+        )
+        query = f"""
+SELECT r.run_id,
+       {same} AND json(r.custom_stats)::VARCHAR = json(i.custom_stats)::VARCHAR
+              AND json(r.labels)::VARCHAR = json(i.labels)::VARCHAR
+FROM runs r JOIN {INCOMING} i ON r.run_id = i.run_id"""
+        with self.reader() as cur:
+            assert isinstance(cur, duckdb.DuckDBPyConnection)
+            cur.register(INCOMING, table)
+            try:
+                rows = cur.execute(query).fetchall()
+            except duckdb.Error as exc:
+                raise StoreUnavailable(f"{self.backend}: {exc}") from exc
+            finally:
+                cur.unregister(INCOMING)
+        return {r[0] for r in rows}, {r[0] for r in rows if r[1]}
+
     def _advance_pipelines(
         self, cur: Any, now: datetime, cache: WriteCache | None
     ) -> list[PipelineState]:
