@@ -156,7 +156,7 @@ def serve(
     _serve(settings, log_level)
 
 
-@main.command(short_help="Serve a simulated estate with history and a live batch.")
+@main.command(short_help="Serve a simulated estate: batch history, a live batch, a stream.")
 @db_option
 @host_option
 @port_option
@@ -175,7 +175,14 @@ def serve(
     type=click.FloatRange(0.1, 1000),
     default=10.0,
     show_default=True,
-    help="how many simulated seconds pass per real second in the live batch",
+    help="how many simulated seconds pass per real second: in the live batch, and in the "
+    "streaming pipeline's day of traffic, spikes and slowdowns",
+)
+@click.option(
+    "--stream/--no-stream",
+    default=True,
+    show_default=True,
+    help="also play the streaming pipeline market_signals (metrics, flow, SLOs, review samples)",
 )
 @alerts_option
 def demo(
@@ -187,9 +194,11 @@ def demo(
     seed: int,
     days: int,
     speed: float,
+    stream: bool,
     alerts_file: Path | None,
 ) -> None:
-    """Serve a simulated estate: 30 days of batch history and a live batch.
+    """Serve a simulated estate: 30 days of batch history and a live batch, and a streaming
+    pipeline (market_signals: ingest → validate → enrich → store) with two hours of history.
 
     The demo's DuckDB file (demo.duckdb in the data folder) is created afresh on every start.
     Its alert rules (failures, late feeds, shrinking files, DQ; messages go to the bell)
@@ -204,8 +213,13 @@ def demo(
         settings = replace(settings, alerts_file=str(DEMO_ALERTS))
     if not settings.database_url:
         reset_demo_database(settings.data_dir / "demo.duckdb")
-    companion = demo_companion(seed=seed, days=days, speed=speed)
-    _serve(settings, log_level, companions=[companion], database_file="demo.duckdb")
+    companions = [demo_companion(seed=seed, days=days, speed=speed)]
+    if stream:
+        from flowdeck.simulate.stream_driver import stream_companion
+
+        # Reports through the public API, to this server once it listens.
+        companions.append(stream_companion(seed=seed, speed=speed))
+    _serve(settings, log_level, companions=companions, database_file="demo.duckdb")
 
 
 # `flowdeck import` lives in its own module: it loads nothing of the server until it runs.

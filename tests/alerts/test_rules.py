@@ -74,7 +74,7 @@ def test_a_rule_round_trips_through_its_output() -> None:
             {"name": "x", "kind": "nope"},
             [
                 "rule[x].kind: must be one of consecutive_failures, stale, volume_drop, "
-                "dq_error_rate, batch_health, long_running"
+                "dq_error_rate, batch_health, long_running, slo_burn_rate, incident"
             ],
         ),
         (

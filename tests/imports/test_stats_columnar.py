@@ -201,7 +201,7 @@ def tables(draw: st.DrawFn) -> pa.Table:
     return pa.table(cols)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_reading_in_columns_agrees_with_reading_row_by_row(table: pa.Table) -> None:
     assert agree(table) is not None

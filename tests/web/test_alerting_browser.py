@@ -311,7 +311,7 @@ def test_a_notification_link_lands_on_its_rule_kind_in_the_runbook(page: Page) -
 
 def test_keyboard_reaches_the_bell(page: Page) -> None:
     page.goto("/alerts")
-    for _ in range(14):
+    for _ in range(30):
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement.id") == "bell":
             break

@@ -13,14 +13,16 @@ An alert is one (rule, subject) pair, keyed by a fingerprint of its identifying 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from flowdeck.alerts.rules import Rule
+from flowdeck.alerts.matchers import format_duration
+from flowdeck.alerts.rules import WINDOW_NAMES, Rule
 from flowdeck.pipelines import PipelineState
 from flowdeck.runs import RunRecord
 
@@ -62,9 +64,39 @@ class BatchFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class SloFacts:
+    """One SLO as the burn-rate rules see it (flowdeck.slo.service gives these)."""
+
+    project: str
+    slo: str
+    pipeline: str
+    objective: float  # percent, 50 ≤ x < 100
+    # Window ("5m", "30m", "1h", "6h", …) → bad fraction / (1 − objective); None: no data.
+    burn_rates: Mapping[str, float | None]
+    labels: Mapping[str, str] = field(default_factory=dict)  # slo_kind, env, …
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFacts:
+    """One incident as the incident rules see it (the incidents service gives these)."""
+
+    project: str
+    incident_id: str
+    pipeline: str
+    kind: str
+    severity: str
+    open: bool
+    summary: str
+    opened_at: datetime
+    stage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     pipelines: Sequence[PipelineFacts] = ()
     batches: Sequence[BatchFacts] = ()
+    slos: Sequence[SloFacts] = ()
+    incidents: Sequence[IncidentFacts] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +188,10 @@ def evaluate(rule: Rule, facts: Facts, now: datetime) -> list[Observation]:
     """One observation per subject of the facts the rule's selector matches."""
     if rule.kind == "batch_health":
         return [o for b in facts.batches if (o := _batch(rule, b)) is not None]
+    if rule.kind == "slo_burn_rate":
+        return [o for f in facts.slos if (o := _slo_burn(rule, f)) is not None]
+    if rule.kind == "incident":
+        return [o for f in facts.incidents if (o := _incident(rule, f)) is not None]
     out: list[Observation] = []
     for p in facts.pipelines:
         s = p.state
@@ -293,6 +329,104 @@ def _batch(rule: Rule, b: BatchFacts) -> Observation | None:
         round(rate, 3),
         summary,
         {**identity, "started_at": b.started_at},
+    )
+
+
+def _window(seconds: float) -> str:
+    return WINDOW_NAMES.get(seconds) or format_duration(seconds)
+
+
+def burning(
+    burn_rates: Mapping[str, float | None], long_window: str, short_window: str, factor: float
+) -> bool:
+    """Multi-window burn-rate condition (Google SRE workbook, ch. 5): both the long window
+    (is it significant?) and the short window (is it still happening?) burn the error budget
+    at least ``factor`` times as fast as the objective allows. A window without data is not
+    burning."""
+    long_burn = burn_rates.get(long_window)
+    short_burn = burn_rates.get(short_window)
+    return (
+        long_burn is not None
+        and short_burn is not None
+        and long_burn >= factor
+        and short_burn >= factor
+    )
+
+
+def _slo_burn(rule: Rule, f: SloFacts) -> Observation | None:
+    env = f.labels.get("env", "")
+    if not rule.selector.matches(f.project, env, f.pipeline, f.labels):
+        return None
+    if not fnmatch.fnmatchcase(f.slo, str(rule.param("slo") or "*")):
+        return None
+    factor = float(rule.param("factor"))
+    long_w = _window(float(rule.param("long_window")))
+    short_w = _window(float(rule.param("short_window")))
+    active = burning(f.burn_rates, long_w, short_w, factor)
+    long_burn, short_burn = f.burn_rates.get(long_w), f.burn_rates.get(short_w)
+
+    def show(burn: float | None) -> str:
+        return "no data" if burn is None else f"{burn:.1f}×"
+
+    where = f.pipeline + ("" if f.project == "default" else f", {f.project}")
+    summary = (
+        f"SLO {f.slo} ({where}, {f.objective:g} %) burns its error budget "
+        f"{show(long_burn)} over {long_w} and {show(short_burn)} over {short_w} "
+        f"(alert at {factor:g}×)"
+    )
+    if active and long_burn:
+        # At this pace the 30-day budget is gone in 30 days / burn rate.
+        summary += f"; at this pace the 30-day budget lasts {_ago(30 * 86400 / long_burn)}"
+    identity = {"project": f.project, "slo": f.slo}
+    extra = {**f.labels, "pipeline": f.pipeline}
+    return Observation(
+        fingerprint(rule.name, identity),
+        rule.name,
+        _labels(rule, identity, extra),
+        active,
+        None if long_burn is None else round(long_burn, 3),
+        summary,
+        {**identity, "pipeline": f.pipeline},
+    )
+
+
+def _incident(rule: Rule, f: IncidentFacts) -> Observation | None:
+    labels = {"pipeline": f.pipeline, "incident_kind": f.kind, "incident_severity": f.severity}
+    if f.stage:
+        labels["stage"] = f.stage
+    if not rule.selector.matches(f.project, "", f.pipeline, labels):
+        return None
+    wanted = rule.param("incident_kind")
+    if wanted is not None and not fnmatch.fnmatchcase(f.kind, str(wanted)):
+        return None
+    identity = {"project": f.project, "incident_id": f.incident_id}
+    # As the store gives it back (ISO text), so an unchanged incident is not rewritten.
+    opened = f.opened_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    subject: dict[str, Any] = {**identity, "pipeline": f.pipeline, "opened_at": opened}
+    if f.stage:
+        subject["stage"] = f.stage
+    return Observation(
+        fingerprint(rule.name, identity),
+        rule.name,
+        _labels(rule, identity, labels),
+        f.open,
+        None,
+        f.summary,
+        subject,
+    )
+
+
+def gone(alert: Alert) -> Observation:
+    """The observation of a subject the facts no longer mention (an SLO deleted, an
+    incident no longer reported): its condition is not met, so its alert clears."""
+    return Observation(
+        alert.fingerprint,
+        alert.rule,
+        alert.labels,
+        False,
+        None,
+        alert.summary,
+        alert.subject,
     )
 
 

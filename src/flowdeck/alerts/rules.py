@@ -30,9 +30,24 @@ KINDS: Final = (
     "dq_error_rate",
     "batch_health",
     "long_running",
+    "slo_burn_rate",
+    "incident",
 )
 # Evaluated on the periodic tick as well as on each change: time alone can make them fire.
 TIME_KINDS: Final = frozenset({"stale", "long_running"})
+# Evaluated on the periodic tick only, over facts other services give (SLOs, incidents).
+FACT_KINDS: Final = frozenset({"slo_burn_rate", "incident"})
+# The windows burn rates are measured over (flowdeck.slo), by name.
+BURN_WINDOWS: Final[dict[str, float]] = {
+    "5m": 300.0,
+    "30m": 1800.0,
+    "1h": 3600.0,
+    "6h": 21600.0,
+    "24h": 86400.0,
+    "7d": 604800.0,
+    "30d": 2592000.0,
+}
+WINDOW_NAMES: Final[dict[float, str]] = {v: k for k, v in BURN_WINDOWS.items()}
 SEVERITIES: Final = ("critical", "error", "warning", "info")
 RUN_FIELDS: Final = ("rows_written", "rows_read", "rows_inserted", "rows_updated")
 CHANNEL_TYPES: Final = ("webhook", "slack", "email", "pagerduty", "opsgenie", "teams")
@@ -48,6 +63,9 @@ KIND_PARAMS: Final[dict[str, dict[str, Any]]] = {
     "dq_error_rate": {"threshold": 1.0},
     "batch_health": {},
     "long_running": {"max_duration": None, "factor": None},
+    # The page half of the SRE workbook's pair; the ticket half is 6 over 6h and 30m.
+    "slo_burn_rate": {"slo": "*", "factor": 14.4, "long_window": 3600.0, "short_window": 300.0},
+    "incident": {"incident_kind": None},
 }
 ALL_PARAMS: Final = frozenset(p for params in KIND_PARAMS.values() for p in params)
 COMMON_FIELDS: Final = frozenset(
@@ -140,7 +158,12 @@ class Rule:
         for name, value in self.params.items():
             if value is None:
                 continue
-            out[name] = format_duration(value) if name in ("max_age", "max_duration") else value
+            if name in ("long_window", "short_window"):
+                out[name] = WINDOW_NAMES.get(value) or format_duration(value)
+            elif name in ("max_age", "max_duration"):
+                out[name] = format_duration(value)
+            else:
+                out[name] = value
         return out
 
 
@@ -373,11 +396,15 @@ def _selector(c: _Checker, kind: str) -> Selector:
     if kind == "batch_health":
         # A batch has a project and an env; pipelines and labels are its runs'.
         fields = {"project", "env"}
+    elif kind == "incident":
+        # An incident belongs to a pipeline of a project; its labels are incident_kind,
+        # incident_severity and stage.
+        fields = {"project", "pipeline", "labels"}
     sc.unknown(
         frozenset(fields),
         lambda k: (
-            "does not apply to batch_health rules"
-            if k in ("pipeline", "labels")
+            f"does not apply to {kind} rules"
+            if k in ("pipeline", "labels", "env")
             else "is not a known field (project, env, pipeline, labels)"
         ),
     )
@@ -437,6 +464,22 @@ def _params(c: _Checker, kind: str) -> dict[str, Any]:
             max_duration = 2 * 3600.0
         out["max_duration"] = max_duration
         out["factor"] = factor
+    elif kind == "slo_burn_rate":
+        out["slo"] = c.text("slo", default=defaults["slo"])
+        out["factor"] = c.number("factor", defaults["factor"], low=1, high=1000)
+        windows = ", ".join(BURN_WINDOWS)
+        for name in ("long_window", "short_window"):
+            seconds = c.duration(name, defaults[name])
+            if seconds not in WINDOW_NAMES:
+                c.fail(name, f"must be one of {windows} (the windows burn rates are measured over)")
+                seconds = defaults[name]
+            out[name] = seconds
+        if out["short_window"] >= out["long_window"] and not any(
+            p.loc.endswith("_window") for p in c.problems
+        ):
+            c.fail("short_window", "must be shorter than long_window")
+    elif kind == "incident":
+        out["incident_kind"] = c.text("incident_kind")
     return out
 
 

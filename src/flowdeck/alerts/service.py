@@ -31,11 +31,21 @@ from flowdeck.alerts.engine import (
     Alert,
     BatchFacts,
     Facts,
+    IncidentFacts,
     PipelineFacts,
+    SloFacts,
     Transition,
 )
 from flowdeck.alerts.notify import DeliveryError, deliver
-from flowdeck.alerts.rules import TIME_KINDS, Channel, Rule, keep_secrets, parse_channel, parse_rule
+from flowdeck.alerts.rules import (
+    FACT_KINDS,
+    TIME_KINDS,
+    Channel,
+    Rule,
+    keep_secrets,
+    parse_channel,
+    parse_rule,
+)
 from flowdeck.alerts.store import AlertStore, Delivery, Notification, new_id
 from flowdeck.errors import FlowdeckError, NotFound
 from flowdeck.events import Change, EventBus
@@ -51,6 +61,9 @@ Clock = Callable[[], datetime]
 Deliver = Callable[[Channel, Mapping[str, Any], datetime], int | None]
 # Tells the live clients what alerting just did (the event bus's publish_alerts).
 Announce = Callable[[tuple[dict[str, Any], ...]], None]
+# What other services know at a time: the SLOs' burn rates, the incidents.
+SloFactsSource = Callable[[datetime], Sequence[SloFacts]]
+IncidentFactsSource = Callable[[datetime], Sequence[IncidentFacts]]
 APP_CHANNEL: Final = "app"  # the in-app notification centre's copy of every message
 
 
@@ -107,6 +120,10 @@ class AlertService:
         self.file = file or AlertsFile("")
         self.sender = sender
         self.announce: Announce | None = None
+        # Set by the app once those services run; None: nothing of that kind to evaluate
+        # (and the alerts of its rules are left as they are).
+        self.slo_facts: SloFactsSource | None = None
+        self.incident_facts: IncidentFactsSource | None = None
         self.stats = StepStats()
         self._step_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="flowdeck-notify")
@@ -399,7 +416,7 @@ class AlertService:
     def _evaluate_pipelines(
         self, keys: Sequence[PipelineKey] | None, rules: Sequence[Rule], now: datetime
     ) -> list[Transition]:
-        rules = [r for r in rules if r.kind != "batch_health"]
+        rules = [r for r in rules if r.kind != "batch_health" and r.kind not in FACT_KINDS]
         if not rules or keys == []:
             return []
         facts = Facts(self._facts(self.db.pipeline_states(keys), rules, now))
@@ -470,6 +487,9 @@ class AlertService:
         out: list[Transition] = []
         timed = [r for r in rules.values() if r.enabled and r.kind in TIME_KINDS]
         active = self.db.active_alerts()
+        out += [
+            t for t in self._evaluate_facts(rules, now, active) if t.alert.fingerprint not in skip
+        ]
         if timed:
             states = self.db.pipeline_states()
             alerted: dict[str, set[PipelineKey]] = {}
@@ -506,6 +526,40 @@ class AlertService:
                 if promoted is not a:
                     out.append(Transition(promoted, a.state))
         return out
+
+    def _evaluate_facts(
+        self, rules: Mapping[str, Rule], now: datetime, active: Sequence[Alert]
+    ) -> list[Transition]:
+        """The SLO and incident rules over what their services report now. A subject they
+        no longer report (an SLO deleted, an incident forgotten) clears its alert; a source
+        that is not set or fails changes nothing."""
+        sources: dict[str, Callable[[datetime], Sequence[Any]] | None] = {
+            "slo_burn_rate": self.slo_facts,
+            "incident": self.incident_facts,
+        }
+        mine = [r for r in rules.values() if r.enabled and r.kind in FACT_KINDS]
+        facts: dict[str, Sequence[Any]] = {}
+        for kind in {r.kind for r in mine}:
+            source = sources[kind]
+            if source is None:
+                continue
+            try:
+                facts[kind] = source(now)
+            except Exception:
+                log.exception("could not read the facts of %s rules", kind)
+        mine = [r for r in mine if r.kind in facts]
+        if not mine:
+            return []
+        every = Facts(slos=facts.get("slo_burn_rate", ()), incidents=facts.get("incident", ()))
+        pairs = [(r, o) for r in mine for o in engine.evaluate(r, every, now)]
+        seen = {o.fingerprint for _, o in pairs}
+        by_rule = {r.name: r for r in mine}
+        by_fp = {a.fingerprint: a for a in active}
+        for a in active:
+            rule = by_rule.get(a.rule)
+            if rule is not None and a.kind == rule.kind and a.fingerprint not in seen:
+                pairs.append((rule, engine.gone(a)))
+        return self._advance_all(pairs, now, by_fp)
 
     # -- messages --------------------------------------------------------------------------
     def _dispatch(self, rules: Mapping[str, Rule], now: datetime) -> int:

@@ -10,7 +10,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -22,7 +21,7 @@ from flowdeck.alerts.matchers import MatcherError, parse_duration, parse_matcher
 from flowdeck.alerts.rules import Channel, Rule
 from flowdeck.alerts.service import AlertService, InUse, ReadOnly
 from flowdeck.alerts.store import blank_health
-from flowdeck.api.body import read_json
+from flowdeck.api.body import read_json_value
 from flowdeck.api.errors import ApiError
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services, services
@@ -43,11 +42,7 @@ Alerting = Annotated[AlertService, Depends(alerting)]
 
 
 async def _body(request: Request, where: str) -> Any:
-    raw = await read_json(request, MAX_BODY)
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    data = await read_json_value(request, MAX_BODY)
     if not isinstance(data, dict):
         raise InvalidInput([FieldProblem(where, "must be a JSON object")])
     return data

@@ -17,10 +17,14 @@ from flowdeck.alerts.service import running as alerting
 from flowdeck.api import alerts as alerts_api
 from flowdeck.api import batches, errors, health, pipelines, runs, stream
 from flowdeck.api import dashboards as dashboards_api
+from flowdeck.api import flows as flows_api
+from flowdeck.api import incidents as incidents_api
 from flowdeck.api import lineage as lineage_api
 from flowdeck.api import metric_points as metric_points_api
 from flowdeck.api import metrics as metrics_api
 from flowdeck.api import quality as quality_api
+from flowdeck.api import review as review_api
+from flowdeck.api import slos as slos_api
 from flowdeck.api import sources as sources_api
 from flowdeck.api import trends as trends_api
 from flowdeck.api import ws as ws_api
@@ -30,13 +34,21 @@ from flowdeck.api.services import Services
 from flowdeck.dashboards.store import DashboardStore
 from flowdeck.dashboards.templates import create_templates
 from flowdeck.events import EventBus
+from flowdeck.flows.store import FlowStore
+from flowdeck.incidents.service import running as incidents_running
 from flowdeck.ingest.writer import Clock, Writer, utc_now
 from flowdeck.models import RunIn
+from flowdeck.review.service import review_service
 from flowdeck.settings import Settings
+from flowdeck.slo.service import SloService
 from flowdeck.store import Store, open_store
 from flowdeck.store.metrics_sql import MetricsSql
 from flowdeck.store.sql import SqlStore
 from flowdeck.timeseries.compaction import compacting
+from flowdeck.web import flows as flows_web
+from flowdeck.web import incidents as incidents_web
+from flowdeck.web import review as review_web
+from flowdeck.web import slos as slos_web
 
 log = logging.getLogger("flowdeck")
 
@@ -95,11 +107,23 @@ def create_app(
             bus=bus,
             clock=clock,
             dashboards=dashboards,
+            flows=FlowStore(store) if isinstance(store, SqlStore) else None,
         )
+        svc.review = review_service(store, writer, bus, clock, settings.metric_max_series)
+        svc.slos = SloService(store) if isinstance(store, SqlStore) else None
         app.state.services = svc
         try:
             async with AsyncExitStack() as stack:
                 svc.alerts = await stack.enter_async_context(alerting(settings, store, bus, clock))
+                if svc.alerts is not None and svc.slos is not None:
+                    svc.alerts.slo_facts = svc.slos.facts  # slo_burn_rate rules
+                if isinstance(store, SqlStore):
+                    svc.incidents = await stack.enter_async_context(
+                        incidents_running(store, writer, bus, clock, svc.flows, svc.slos)
+                    )
+                    if svc.alerts is not None:
+                        svc.alerts.incident_facts = svc.incidents.facts  # incident rules
+                        svc.incidents.on_change = svc.alerts.kick
                 if isinstance(store, MetricsSql):
                     svc.metric_compactor = await stack.enter_async_context(
                         compacting(
@@ -138,6 +162,14 @@ def create_app(
     app.include_router(sources_api.router, prefix="/api/v1")
     app.include_router(alerts_api.router, prefix="/api/v1")
     app.include_router(dashboards_api.router, prefix="/api/v1")
+    app.include_router(flows_api.router, prefix="/api/v1")
+    app.include_router(flows_web.router)
+    app.include_router(review_api.router, prefix="/api/v1")
+    app.include_router(review_web.router)
+    app.include_router(slos_api.router, prefix="/api/v1")
+    app.include_router(slos_web.router)
+    app.include_router(incidents_api.router, prefix="/api/v1")
+    app.include_router(incidents_web.router)
     app.include_router(alerts_api.runbook_router)
     app.include_router(health.router)
     # The pages; GET / is the dashboard for browsers and the JSON index for API clients.

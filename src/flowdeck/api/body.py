@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
+import orjson
 from fastapi import Request
 
 from flowdeck.api.errors import ApiError
@@ -42,3 +44,12 @@ async def read_json(request: Request, max_bytes: int) -> bytes:
     if not body.strip():
         raise ApiError(400, "request body is empty; send JSON")
     return body
+
+
+async def read_json_value(request: Request, max_bytes: int) -> Any:
+    """The body read as ``read_json`` reads it, parsed; 400 when it is not JSON."""
+    raw = await read_json(request, max_bytes)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None

@@ -7,12 +7,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Final
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from flowdeck.api.body import read_json
+from flowdeck.api.body import read_json_value
 from flowdeck.api.errors import ApiError
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services, services
@@ -46,11 +45,7 @@ Db = Annotated[DashboardStore, Depends(dashboard_store)]
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await read_json(request, MAX_BODY)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    return await read_json_value(request, MAX_BODY)
 
 
 def summary_out(row: DashboardRow) -> dict[str, Any]:

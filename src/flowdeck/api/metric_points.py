@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, TypeVar
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from flowdeck.api.body import read_json
+from flowdeck.api.body import read_json, read_json_value
 from flowdeck.api.errors import ApiError
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services, services
@@ -89,11 +88,7 @@ async def post_points(request: Request, svc: Svc) -> Response:
 
 
 async def _model(request: Request, model: type[M]) -> M:
-    raw = await read_json(request, MAX_QUERY_BODY)
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    data = await read_json_value(request, MAX_QUERY_BODY)
     if not isinstance(data, dict):
         raise InvalidInput([FieldProblem("body", "must be a JSON object")])
     try:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from flowdeck.alerts.service import AlertService
 from flowdeck.dashboards.store import DashboardStore
 from flowdeck.events import EventBus
+from flowdeck.flows.store import FlowStore
 from flowdeck.ingest.writer import Clock, Writer
 from flowdeck.settings import Settings
+from flowdeck.slo.service import SloService
 from flowdeck.store import Store
 from flowdeck.timeseries.compaction import Compactor
+
+if TYPE_CHECKING:
+    from flowdeck.incidents.service import IncidentService
+    from flowdeck.review.service import ReviewService
 
 
 @dataclass
@@ -25,6 +32,10 @@ class Services:
     alerts: AlertService | None = None  # None while alerting is not running
     metric_compactor: Compactor | None = None  # metrics retention, while running
     dashboards: DashboardStore | None = None
+    flows: FlowStore | None = None  # flow declarations (flowdeck.flows)
+    review: ReviewService | None = None  # human review (flowdeck.review)
+    slos: SloService | None = None  # SLOs (flowdeck.slo)
+    incidents: IncidentService | None = None  # incidents (flowdeck.incidents), while running
 
 
 async def services(request: Request) -> Services:

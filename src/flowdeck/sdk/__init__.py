@@ -11,6 +11,8 @@ Needs only the standard library, and never imports the flowdeck server.
 """
 
 from flowdeck.sdk.client import Batch, Client
+from flowdeck.sdk.flows import Flow, Stage
+from flowdeck.sdk.review import Reviewer
 from flowdeck.sdk.run import Run, current_run
 
-__all__ = ["Batch", "Client", "Run", "current_run"]
+__all__ = ["Batch", "Client", "Flow", "Reviewer", "Run", "Stage", "current_run"]

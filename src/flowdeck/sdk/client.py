@@ -15,12 +15,16 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from flowdeck.sdk.metrics import MAX_REQUEST_POINTS, Metrics, series_weight
 from flowdeck.sdk.run import Run
 from flowdeck.sdk.sender import Sender
 from flowdeck.sdk.spool import Spool, default_spool_root
+
+if TYPE_CHECKING:
+    from flowdeck.sdk.flows import Flow
+    from flowdeck.sdk.review import Reviewer
 
 log = logging.getLogger("flowdeck.sdk")
 
@@ -179,6 +183,26 @@ class Client:
             project=project or self.project,
             labels={**self.labels, **(labels or {})},
         )
+
+    # -- flows --------------------------------------------------------------------------------
+    def flow(self, pipeline: str, *, project: str | None = None) -> Flow:
+        """A streaming pipeline's stages: ``.declare(stages=[...])`` once, then
+        ``.stage(name).report(arrivals=, processed=, queue_depth=, latency_ms=)`` and
+        ``.finished(signal, latency_ms=)``. See flowdeck.sdk.flows."""
+        from flowdeck.sdk.flows import Flow
+
+        return Flow(self, pipeline, project=project)
+
+    # -- review -------------------------------------------------------------------------------
+    def reviewer(
+        self, pipeline: str, *, project: str | None = None, rate: float | None = None
+    ) -> Reviewer:
+        """Offers ``pipeline``'s events for human review: ``.offer(event_id, record,
+        context, signal=...)`` sends the sampled ones (``rate``, default: flowdeck's rate for
+        the pipeline, 0.5 to 2 %). See flowdeck.sdk.review."""
+        from flowdeck.sdk.review import Reviewer
+
+        return Reviewer(self, pipeline, project=project or self.project, rate=rate)
 
     # -- metrics ------------------------------------------------------------------------------
     def gauge(

@@ -226,6 +226,94 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
             created_at TIMESTAMPTZ NOT NULL
         )""",
     ],
+    # Flows (flowdeck.flows.store): a pipeline's declared stages, signals, traffic-light
+    # thresholds and review rate, as JSON, keyed by (project, pipeline).
+    5: [
+        """CREATE TABLE flows (
+            project {text} NOT NULL,
+            pipeline {text} NOT NULL,
+            title {text} NOT NULL,
+            spec {json} NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (project, pipeline)
+        )""",
+    ],
+    # SLOs (flowdeck.slo.store): each one's definition as JSON, keyed by its name.
+    6: [
+        """CREATE TABLE slos (
+            name {text} PRIMARY KEY,
+            project {text} NOT NULL,
+            pipeline {text} NOT NULL,
+            spec {json} NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )""",
+    ],
+    # Incidents (flowdeck.incidents.store): each one with its summary, impact figures and
+    # timeline (JSON); (project, pipeline, kind, subject) has at most one open incident.
+    7: [
+        """CREATE TABLE incidents (
+            id {text} PRIMARY KEY,
+            project {text} NOT NULL,
+            pipeline {text} NOT NULL,
+            kind {text} NOT NULL,
+            subject {text} NOT NULL,
+            stage {text},
+            slo {text},
+            severity {text} NOT NULL,
+            state {text} NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            opened_at TIMESTAMPTZ NOT NULL,
+            closed_at TIMESTAMPTZ,
+            recovering_since TIMESTAMPTZ,
+            updated_at TIMESTAMPTZ NOT NULL,
+            title {text} NOT NULL,
+            reading {text} NOT NULL,
+            summary {text} NOT NULL,
+            impact {text} NOT NULL,
+            cause {text} NOT NULL,
+            action {text} NOT NULL,
+            bottleneck {text},
+            value {double},
+            peak {double},
+            peak_at TIMESTAMPTZ,
+            numbers {json} NOT NULL,
+            timeline {json} NOT NULL
+        )""",
+        "CREATE INDEX incidents_state ON incidents (state, opened_at)",
+        "CREATE INDEX incidents_pipeline ON incidents (project, pipeline, opened_at)",
+    ],
+    # Human review (flowdeck.review.store): sampled events waiting for (or carrying) a
+    # reviewer's decision, keyed by a hash of (project, pipeline, event_id) so a re-post is
+    # a no-op; and each pipeline's own sampling rate, used when it declares no flow.
+    8: [
+        """CREATE TABLE review_samples (
+            id {text} PRIMARY KEY,
+            project {text} NOT NULL,
+            pipeline {text} NOT NULL,
+            event_id {text} NOT NULL,
+            signal {text} NOT NULL,
+            record {json} NOT NULL,
+            context {json} NOT NULL,
+            sampled_at TIMESTAMPTZ NOT NULL,
+            received_at TIMESTAMPTZ NOT NULL,
+            status {text} NOT NULL,
+            note {text},
+            reviewer {text},
+            decided_at TIMESTAMPTZ
+        )""",
+        "CREATE INDEX review_samples_queue ON review_samples (status, sampled_at)",
+        "CREATE INDEX review_samples_pipeline ON review_samples (project, pipeline, sampled_at)",
+        "CREATE INDEX review_samples_decided ON review_samples (decided_at)",
+        """CREATE TABLE review_settings (
+            project {text} NOT NULL,
+            pipeline {text} NOT NULL,
+            rate {double} NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (project, pipeline)
+        )""",
+    ],
 }
 
 LATEST: Final = max(MIGRATIONS)
