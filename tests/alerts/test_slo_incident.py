@@ -23,8 +23,8 @@ from tests.metrics_api.conftest import batch_of
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
 
-def slo_facts(name: str = "lat", **burns: float | None) -> SloFacts:
-    rates = {"5m": None, "30m": None, "1h": None, "6h": None, **burns}
+def slo_facts(burns: dict[str, float | None], name: str = "lat") -> SloFacts:
+    rates: dict[str, float | None] = {"5m": None, "30m": None, "1h": None, "6h": None, **burns}
     return SloFacts("default", name, "market_signals", 99.0, rates, {"slo_kind": "latency"})
 
 
@@ -44,7 +44,7 @@ def incident(iid: str = "i1", *, open_: bool = True, kind: str = "queue_overflow
 
 def test_burn_rate_fires_only_when_both_windows_burn() -> None:
     rule = parse_rule({"name": "page", "kind": "slo_burn_rate"})  # 14.4 over 1h and 5m
-    cases = [
+    cases: list[tuple[dict[str, float | None], bool]] = [
         ({"1h": 20.0, "5m": 30.0}, True),
         ({"1h": 14.4, "5m": 14.4}, True),  # at the factor counts
         ({"1h": 20.0, "5m": 2.0}, False),  # it stopped: the short window recovered
@@ -52,9 +52,9 @@ def test_burn_rate_fires_only_when_both_windows_burn() -> None:
         ({"1h": 20.0, "5m": None}, False),  # no events in the short window
     ]
     for burns, fires in cases:
-        (obs,) = engine.evaluate(rule, Facts(slos=[slo_facts(**burns)]), NOW)
+        (obs,) = engine.evaluate(rule, Facts(slos=[slo_facts(burns)]), NOW)
         assert obs.active is fires, burns
-    (obs,) = engine.evaluate(rule, Facts(slos=[slo_facts(**{"1h": 20.0, "5m": 30.0})]), NOW)
+    (obs,) = engine.evaluate(rule, Facts(slos=[slo_facts({"1h": 20.0, "5m": 30.0})]), NOW)
     assert obs.summary == (
         "SLO lat (market_signals, 99 %) burns its error budget 20.0× over 1h and 30.0× over "
         "5m (alert at 14.4×); at this pace the 30-day budget lasts 36.0 h"
@@ -78,8 +78,8 @@ def test_the_ticket_pair_and_the_slo_glob() -> None:
     )
     facts = Facts(
         slos=[
-            slo_facts("latency-95", **{"6h": 7.0, "30m": 6.5}),
-            slo_facts("throughput", **{"6h": 9.0, "30m": 9.0}),
+            slo_facts({"6h": 7.0, "30m": 6.5}, "latency-95"),
+            slo_facts({"6h": 9.0, "30m": 9.0}, "throughput"),
         ]
     )
     (obs,) = engine.evaluate(ticket, facts, NOW)
