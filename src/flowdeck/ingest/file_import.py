@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any, Final
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from flowdeck.errors import FlowdeckError, InvalidInput
 from flowdeck.events import EventBus
@@ -117,12 +116,12 @@ def _append_columns(writer: Writer, parsed: Parsed, progress: Progress) -> int:
     else:
         stored, same = set(table.column("run_id").to_pylist()), set()
     if stored:
-        ids = table.column("run_id")
-        is_new = pc.invert(pc.is_in(ids, pa.array(list(stored), pa.string())))
-        flags = zip(rows, ids.to_pylist(), is_new.to_pylist(), strict=True)
+        ids = table.column("run_id").to_pylist()
+        is_new = [run_id not in stored for run_id in ids]
+        flags = zip(rows, ids, is_new, strict=True)
         again = [r for r, run_id, new in flags if not new and run_id not in same]
-        table = table.filter(is_new)
-        rows = [r for r, new in zip(rows, is_new.to_pylist(), strict=True) if new]
+        table = table.filter(pa.array(is_new, pa.bool_()))
+        rows = [r for r, new in zip(rows, is_new, strict=True) if new]
         parsed.reports[:0] = parsed.reports_of(again)
         parsed.row_numbers[:0] = again
         parsed.unchanged = len(same)
@@ -138,7 +137,8 @@ def _append_columns(writer: Writer, parsed: Parsed, progress: Progress) -> int:
         try:
             written += len(future.result())
         except RunsExist:
-            # Stored in the meantime (another writer on PostgreSQL): merge them instead.
+            # Stored since they were looked up (not on a file this import holds; kept so
+            # that the append can never lose runs): merge them instead.
             parsed.reports.extend(parsed.reports_of(part_rows))
             parsed.row_numbers.extend(part_rows)
         progress(len(part_rows))

@@ -94,7 +94,7 @@ class Parsed:
         reports: every one was accepted, so row_report accepts it too)."""
         assert self.source is not None
         table = self.source.take(pa.array([r - 1 for r in rows], pa.int64()))
-        return [row_report(row, self.project, self.env or DEFAULT_ENV) for row in _rows(table)]
+        return [row_report(row, self.project, self.env or DEFAULT_ENV) for row in table_rows(table)]
 
 
 # -- reading files ------------------------------------------------------------------------
@@ -290,7 +290,23 @@ def row_report(row: dict[str, Any], project: str, default_env: str) -> Report:
     return report
 
 
-def _rows(table: pa.Table) -> Iterator[dict[str, Any]]:
+Order = tuple[bool, datetime, str, int]
+_NEVER: Final = datetime.min.replace(tzinfo=UTC)
+
+
+def rerun_order(started: datetime | None, recorded: str, row: int) -> Order:
+    """Of several rows of one run, the greatest of these wins: the one that started (last),
+    then the one recorded last, then the later row."""
+    return (started is not None, started or _NEVER, recorded, row)
+
+
+def report_order(report: Report, row: int) -> Order:
+    return rerun_order(
+        report.get("started_at"), report.get("custom_stats", {}).get("recorded_at", ""), row
+    )
+
+
+def table_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
     names = [n for n in table.column_names if n in COLUMNS]
     columns = [table.column(n).to_pylist() for n in names]
     for values in zip(*columns, strict=True):
@@ -315,8 +331,8 @@ def parse_table(
     out.ignored_columns = [c for c in table.column_names if c not in COLUMNS]
     default_env = env or DEFAULT_ENV
     # Latest row per run id: its position in out.reports and its ordering key.
-    latest: dict[str, tuple[int, tuple[Any, ...]]] = {}
-    for number, row in enumerate(_rows(table), start=1):
+    latest: dict[str, tuple[int, Order]] = {}
+    for number, row in enumerate(table_rows(table), start=1):
         if progress is not None and number % 10_000 == 0:
             progress(10_000)
         try:
@@ -324,12 +340,7 @@ def parse_table(
         except RowProblem as exc:
             out.rejected.append(Rejected(number, exc.column, exc.reason))
             continue
-        order = (
-            report.get("started_at") is not None,
-            report.get("started_at") or datetime.min.replace(tzinfo=UTC),
-            report.get("custom_stats", {}).get("recorded_at", ""),
-            number,
-        )
+        order = report_order(report, number)
         run_id = report["run_id"]
         seen = latest.get(run_id)
         if seen is None:

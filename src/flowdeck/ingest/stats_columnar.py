@@ -18,7 +18,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
 import duckdb
@@ -30,12 +29,15 @@ from flowdeck.ingest.pipeline_stats import COLUMNS as STATS_COLUMNS
 from flowdeck.ingest.pipeline_stats import (
     MAX_NAME,
     REQUIRED,
+    Order,
     Parsed,
     Rejected,
     Report,
     RowProblem,
-    _rows,
+    report_order,
+    rerun_order,
     row_report,
+    table_rows,
 )
 from flowdeck.runs import DEFAULT_ENV, DEFAULT_PROJECT
 
@@ -54,8 +56,6 @@ _PLAIN_TIME: Final = (
 _ODD_STATS: Final = r'[0-9]{16}|[eE][+-]?[0-9]{3}|\\u|"recorded_at"'
 
 Sql = tuple[str, str]  # (value, the value is one read exactly as Python would)
-Order = tuple[bool, datetime, str, int]  # parse_table's order of a run's rows
-_NEVER: Final = datetime.min.replace(tzinfo=UTC)
 
 
 class Unsupported(Exception):
@@ -300,10 +300,6 @@ def _latest(runs: pa.Table) -> pa.Table:
         db.unregister(SOURCE)
 
 
-def _order(started: datetime | None, recorded: str, row: int) -> Order:
-    return (started is not None, started or _NEVER, recorded, row)
-
-
 def parse_columns(
     table: pa.Table,
     *,
@@ -326,18 +322,14 @@ def parse_columns(
     accepted = 0
     if split.python_rows:
         rows = table.take(pa.array([r - 1 for r in split.python_rows], pa.int64()))
-        for number, row in zip(split.python_rows, _rows(rows), strict=True):
+        for number, row in zip(split.python_rows, table_rows(rows), strict=True):
             try:
                 report = row_report(row, project, env or DEFAULT_ENV)
             except RowProblem as exc:
                 out.rejected.append(Rejected(number, exc.column, exc.reason))
                 continue
             accepted += 1
-            order = _order(
-                report.get("started_at"),
-                report.get("custom_stats", {}).get("recorded_at", ""),
-                number,
-            )
+            order = report_order(report, number)
             seen = reports.get(report["run_id"])
             if seen is None or order > seen[2]:
                 reports[report["run_id"]] = (report, number, order)
@@ -349,7 +341,7 @@ def parse_columns(
         drop: set[int] = set()
         for i in pc.indices_nonzero(clash).to_pylist():
             run_id = ids[i].as_py()
-            mine = _order(
+            mine = rerun_order(
                 latest.column("started_at")[i].as_py(),
                 latest.column("recorded_text")[i].as_py(),
                 latest.column("row_no")[i].as_py(),
