@@ -37,6 +37,7 @@ from common import (
     ms,
     scratch_database,
 )
+from flowdeck.dashboards.templates import widget as template_widget
 from flowdeck.web.chromium import CHROMIUM, CHROMIUM_ARGS
 
 WIDGETS = 12
@@ -54,17 +55,8 @@ def widget(
     query: dict[str, Any] | None = None,
     **o: Any,
 ) -> dict[str, Any]:
-    x, y, w, h = grid
-    out: dict[str, Any] = {
-        "id": wid,
-        "type": kind,
-        "title": wid,
-        "grid": {"x": x, "y": y, "w": w, "h": h},
-        "options": o,
-    }
-    if query is not None:
-        out["query"] = query
-    return out
+    """A widget titled by its id, spelled as the built-in templates spell theirs."""
+    return template_widget(wid, kind, wid, grid, query, **o)
 
 
 def dashboard() -> dict[str, Any]:

@@ -19,7 +19,7 @@ PERCENT_OK: Final = {
 }
 
 
-def _w(
+def widget(
     wid: str,
     kind: str,
     title: str,
@@ -47,9 +47,9 @@ DATA_OPS: Final[dict[str, Any]] = {
     "time_range": {"last": "24h"},
     "refresh": "30s",
     "widgets": [
-        _w("batch", "batch_status", "Latest batch", (0, 0, 4, 4)),
-        _w("alerts", "alerts", "Firing and pending alerts", (4, 0, 8, 4), limit=10),
-        _w(
+        widget("batch", "batch_status", "Latest batch", (0, 0, 4, 4)),
+        widget("alerts", "alerts", "Firing and pending alerts", (4, 0, 8, 4), limit=10),
+        widget(
             "failures",
             "table",
             "Failures by pipeline",
@@ -63,7 +63,7 @@ DATA_OPS: Final[dict[str, Any]] = {
             reduce="total",
             limit=10,
         ),
-        _w(
+        widget(
             "duration-p95",
             "line",
             "Run duration p95 by env",
@@ -71,7 +71,7 @@ DATA_OPS: Final[dict[str, Any]] = {
             {"metric": "runs.duration_s", "aggregation": "p95", "group_by": ["env"]},
             format="duration",
         ),
-        _w(
+        widget(
             "rows-written",
             "bar",
             "Rows written by env",
@@ -79,14 +79,14 @@ DATA_OPS: Final[dict[str, Any]] = {
             {"metric": "runs.rows_written", "aggregation": "sum", "group_by": ["env"]},
             stack=True,
         ),
-        _w(
+        widget(
             "dq-errors",
             "line",
             "DQ errors by env",
             (6, 9, 6, 5),
             {"metric": "runs.dq_errors", "aggregation": "sum", "group_by": ["env"]},
         ),
-        _w(
+        widget(
             "runs-by-status",
             "pie",
             "Runs by status",
@@ -95,7 +95,7 @@ DATA_OPS: Final[dict[str, Any]] = {
             reduce="total",
             donut=True,
         ),
-        _w(
+        widget(
             "failures-heatmap",
             "heatmap",
             "Failed runs per hour by env",
@@ -118,7 +118,7 @@ MANAGER: Final[dict[str, Any]] = {
     "time_range": {"last": "30d"},
     "refresh": "1m",
     "widgets": [
-        _w(
+        widget(
             "success-rate",
             "stat",
             "Success rate",
@@ -127,7 +127,7 @@ MANAGER: Final[dict[str, Any]] = {
             reduce="overall",
             **PERCENT_OK,
         ),
-        _w(
+        widget(
             "runs",
             "stat",
             "Runs",
@@ -135,7 +135,7 @@ MANAGER: Final[dict[str, Any]] = {
             {"metric": "runs.count", "aggregation": "count"},
             reduce="overall",
         ),
-        _w(
+        widget(
             "active-pipelines",
             "stat",
             "Active pipelines",
@@ -143,7 +143,7 @@ MANAGER: Final[dict[str, Any]] = {
             {"metric": "runs.count", "aggregation": "count", "group_by": ["pipeline"]},
             reduce="series",
         ),
-        _w(
+        widget(
             "compliance",
             "gauge",
             "Batch health compliance",
@@ -154,7 +154,7 @@ MANAGER: Final[dict[str, Any]] = {
             max=1,
             **PERCENT_OK,
         ),
-        _w(
+        widget(
             "success-trend",
             "line",
             "Success rate per day",
@@ -162,7 +162,7 @@ MANAGER: Final[dict[str, Any]] = {
             {"metric": "runs.success_rate", "aggregation": "avg", "step": "1d"},
             format="percent",
         ),
-        _w(
+        widget(
             "runs-per-day",
             "bar",
             "Runs per day by status",
@@ -175,7 +175,7 @@ MANAGER: Final[dict[str, Any]] = {
             },
             stack=True,
         ),
-        _w(
+        widget(
             "compliance-trend",
             "line",
             "Green batches per day by env",
@@ -183,7 +183,7 @@ MANAGER: Final[dict[str, Any]] = {
             {"metric": "batches.green", "aggregation": "avg", "group_by": ["env"], "step": "1d"},
             format="percent",
         ),
-        _w(
+        widget(
             "dq-trend",
             "bar",
             "DQ errors per day by env",
