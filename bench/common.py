@@ -121,6 +121,16 @@ class BenchDatabase:
         else:
             pg_create_database(self.admin_url, self.dbname)
 
+    def size_bytes(self) -> int:
+        """What the data takes on disk: the DuckDB file, or the PostgreSQL database."""
+        if self.backend == "duckdb":
+            return Path(self.path).stat().st_size
+        import psycopg
+
+        with psycopg.connect(self.url) as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+            return int(row[0]) if row else 0
+
 
 @contextlib.contextmanager
 def bench_database(

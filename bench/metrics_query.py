@@ -29,7 +29,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -344,7 +343,7 @@ def main() -> None:
     environment_banner(args.db, f"{n_points:,} points stored")
 
     with bench_database(args.db, args.pg_admin, "mquery", args.keep) as where:
-        url, path = where.url, where.path
+        url = where.url
         reuse = False
         if where.existed:
             try:
@@ -368,14 +367,7 @@ def main() -> None:
         store_report = Report(f"store: {args.db}")
         for table, rows in table_rows(url).items():
             store_report.line(f"rows in {table}", f"{rows:,}")
-        if args.db == "duckdb":
-            size = Path(path).stat().st_size
-        else:
-            import psycopg
-
-            with psycopg.connect(url) as conn:
-                row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-                size = int(row[0]) if row else 0
+        size = where.size_bytes()
         store_report.line("database size", f"{size / 2**30:.2f} GiB")
 
         # -- raw SQL first: DuckDB lets one process open the file

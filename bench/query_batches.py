@@ -33,7 +33,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from common import (
@@ -767,14 +766,7 @@ def main() -> None:
             f"{facts.envs} envs, {facts.pipelines} pipelines",
         )
         report.line("big batch", f"{facts.big_batch} with {facts.big_total:,} processes")
-        if args.db == "duckdb":
-            size = Path(path).stat().st_size
-        else:
-            import psycopg
-
-            with psycopg.connect(url) as conn:
-                row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-                size = int(row[0]) if row else 0
+        size = where.size_bytes()
         report.line("database size", f"{size / 2**30:.2f} GiB")
         verify_and_probe(url, facts, report)
 
