@@ -317,7 +317,7 @@ class SqlStore(MetricsSql, Store):
                     f"({schema.LATEST}); upgrade flowdeck"
                 )
             for version in range(current + 1, schema.LATEST + 1):
-                for statement in schema.MIGRATIONS.get(version, ()):
+                for statement in schema.MIGRATIONS[version]:
                     self._q(cur, statement.format(**self.types))
                 self._q(
                     cur,
