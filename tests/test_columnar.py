@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from flowdeck.errors import InvalidInput
 from flowdeck.ingest.columnar import COLUMNS, read_columnar
 from flowdeck.ingest.reports import parse_reports
+from flowdeck.pipelines import key_of, recount, sort_time
 from flowdeck.runs import RunProblem, RunRecord, merge
 from flowdeck.store.bulk import RunsExist
 from flowdeck.store.duckdb import DuckDBStore
@@ -288,3 +289,43 @@ def test_a_stored_run_id_makes_the_append_fail_whole(
     with pytest.raises(RunsExist):
         a.append_runs(columns.table, NOW)
     assert snapshot(a) == before
+
+
+def stored_streaks(store: DuckDBStore) -> dict[tuple[str, str, str], dict[str, datetime]]:
+    """Each pipeline's failed runs after its last success, counted from the stored runs."""
+    with store.reader() as cur:
+        cur.execute("SELECT * FROM runs")
+        runs = [record_from_row(row) for row in cur.fetchall()]
+    out: dict[tuple[str, str, str], dict[str, datetime]] = {}
+    for key in {key_of(r) for r in runs}:
+        state = recount(key, runs)
+        assert state is not None
+        since = state.last_success_t
+        out[key] = {
+            r.run_id: sort_time(r)
+            for r in runs
+            if key_of(r) == key
+            and r.status == "FAILED"
+            and (since is None or sort_time(r) > since)
+        }
+    return out
+
+
+def test_an_append_leaves_the_failure_streaks_it_knows_remembered(
+    stores: tuple[DuckDBStore, DuckDBStore],
+) -> None:
+    """A bulk append keeps each pipeline's failures since its last success in the writer's
+    cache, so that the next late success needs no count of the stored runs; what it keeps
+    is what the stored runs say."""
+    a, b = stores
+    for day, n in ((2, 200), (1, 150), (4, 300), (0, 100)):
+        fresh = realistic(n, prefix=f"n{day}-", day=day)
+        at = NOW + timedelta(hours=day + 1)
+        append(a, fresh, at)
+        upsert(b, fresh, at)
+        remembered = dict(a._write_cache.streaks._items)
+        assert any(remembered.values()), "no streak of failures to check"
+        truth = stored_streaks(a)
+        for key, streak in remembered.items():
+            assert streak == truth[key], key
+        assert snapshot(a) == snapshot(b)

@@ -11,7 +11,11 @@ import pytest
 
 from flowdeck.errors import StoreUnavailable
 from flowdeck.ingest.writer import Writer
+from flowdeck.runs import RunRecord
 from flowdeck.store import open_store
+from flowdeck.store.cache import NewRunGuess
+from flowdeck.store.duckdb import DuckDBStore
+from flowdeck.store.sql import record_from_row
 from tests.conftest import T0, FixedClock, run
 
 HOUR = timedelta(hours=1)
@@ -64,3 +68,68 @@ def test_the_writer_remembers_each_failure_streak(tmp_path: Path) -> None:
         "b3:etl": T0 + 2 * HOUR,
     }
     store.close()
+
+
+def stored(store: DuckDBStore) -> dict[str, RunRecord]:
+    with store.reader() as cur:
+        cur.execute("SELECT * FROM runs")
+        return {row[0]: record_from_row(row) for row in cur.fetchall()}
+
+
+def test_runs_the_writer_forgot_are_merged_as_if_it_had_looked_them_up(tmp_path: Path) -> None:
+    """The writer takes run ids it does not remember for new ones and skips looking them
+    up; one that is stored after all fails the commit's INSERT, which is rolled back and
+    done again the careful way: the result is the same, with nothing written twice."""
+    store = DuckDBStore(f"duckdb://{tmp_path / 'flowdeck.duckdb'}")
+    store.migrate()
+    writer = Writer(store, clock=FixedClock())
+    writer.start()
+    cache = store._write_cache
+    try:
+        running = [run(f"p{i}", status="RUNNING", ended_at=None) for i in range(5)]
+        writer.submit(running).result()
+        assert cache.runs.get("b1:p0") is not None
+        cache.runs.clear()  # as if they had been written long ago
+        # Two of them finish, beside a new run: one commit, one wrong guess.
+        done = [run("p0"), run("p1", status="FAILED"), run("p9")]
+        writer.submit(done).result()
+        assert cache.guess.wrong > 0
+        # One remembered run and one new: two writes in one commit.
+        writer.submit([run("p0", rows_read=5), run("p10", status="PENDING")]).result()
+        # One remembered and one forgotten.
+        writer.submit([run("p0", rows_read=6), run("p3", status="FAILED")]).result()
+        # A re-post that changes nothing is still recognised once forgotten.
+        cache.runs.clear()
+        writer.submit([run("p0", rows_read=6)]).result()
+    finally:
+        writer.stop()
+    runs = stored(store)
+    assert len(runs) == 7
+    assert (runs["b1:p0"].status, runs["b1:p0"].rows_read) == ("SUCCESS", 6)
+    assert runs["b1:p1"].status == "FAILED"
+    assert runs["b1:p2"].status == "RUNNING"
+    assert runs["b1:p3"].status == "FAILED"
+    assert runs["b1:p9"].status == "SUCCESS"
+    assert runs["b1:p10"].status == "PENDING"
+    # What the writer remembers is what is stored.
+    for run_id, record in stored(store).items():
+        remembered = cache.runs.get(run_id)
+        assert remembered is None or remembered == record
+    batch = store.get_batch("default", "b1")
+    counts = (batch.total, batch.succeeded, batch.failed, batch.running, batch.pending)
+    assert counts == (7, 2, 2, 2, 1)
+    store.close()
+
+
+def test_guessing_pauses_while_it_goes_wrong() -> None:
+    guess = NewRunGuess()
+    for _ in range(3):
+        assert guess.now()
+        guess.outcome(right=False)
+    assert not guess.now()  # three wrong of about the last twenty: look runs up for a while
+    for _ in range(NewRunGuess.PAUSE - 1):
+        assert not guess.now()
+    assert guess.now()
+    for _ in range(100):
+        guess.outcome(right=True)
+        assert guess.now()

@@ -84,7 +84,8 @@ WITH inc AS (
     SELECT {_KEY}, count(*) AS n,
         max(o) AS last, arg_max(status, o) AS last_status,
         max(o) FILTER (WHERE status = 'SUCCESS') AS success,
-        arg_max(coalesce(ended_at, t), o) FILTER (WHERE status = 'SUCCESS') AS success_end
+        arg_max(coalesce(ended_at, t), o) FILTER (WHERE status = 'SUCCESS') AS success_end,
+        list(row(run_id, t)) FILTER (WHERE status = 'FAILED') AS failed
     FROM inc GROUP BY {_KEY}
 ), agg AS (
     SELECT i.project, i.pipeline, i.env,
@@ -102,7 +103,7 @@ WITH inc AS (
 SELECT b.project, b.pipeline, b.env, b.n,
     b.last[2], b.last[1], b.last_status,
     b.success[2], b.success[1], b.success_end,
-    agg.failed_after_new_success, agg.failed_after_stored_success,
+    agg.failed_after_new_success, agg.failed_after_stored_success, b.failed,
     {", ".join(f"p.{c}" for c in PIPELINE_COLUMNS)}
 FROM best b
 JOIN agg ON {_SAME.format(a="agg", b="b")}
@@ -120,13 +121,14 @@ class PipelineDelta:
     success: tuple[datetime, str, datetime] | None  # (t, run_id, ended) of its latest new success
     failed_after_new_success: int
     failed_after_stored_success: int
+    failed: Streak  # the new failed runs (run_id -> start)
     stored: PipelineState | None
 
 
 def delta_from_row(row: Sequence[Any]) -> PipelineDelta:
     project, pipeline, env, n, last_id, last_t, last_status = row[:7]
-    success_id, success_t, success_end, after_new, after_stored = row[7:12]
-    stored = row[12:]
+    success_id, success_t, success_end, after_new, after_stored, failed = row[7:13]
+    stored = row[13:]
     return PipelineDelta(
         key=(project, pipeline, env),
         n=n,
@@ -134,6 +136,7 @@ def delta_from_row(row: Sequence[Any]) -> PipelineDelta:
         success=(success_t, success_id, success_end) if success_id is not None else None,
         failed_after_new_success=after_new,
         failed_after_stored_success=after_stored,
+        failed={run_id: t for run_id, t in failed or ()},
         stored=PipelineState(*stored) if stored[0] is not None else None,
     )
 
@@ -188,6 +191,20 @@ def advance_with_new(delta: PipelineDelta, streak: Streak | None = None) -> Pipe
     )
 
 
+def streak_after(
+    delta: PipelineDelta, known: Streak | None, state: PipelineState
+) -> Streak | None:
+    """The failed runs after the pipeline's last success once its new runs are stored
+    (``state``), from the streak ``known`` before them; None when that does not add up
+    (the stored streak was not known and some of its runs still count)."""
+    if known is None and (delta.stored is None or not delta.stored.consecutive_failures):
+        known = {}
+    since = state.last_success_t
+    merged = {**(known or {}), **delta.failed}
+    out = {run_id: t for run_id, t in merged.items() if since is None or t > since}
+    return out if len(out) == state.consecutive_failures else None
+
+
 class ColumnarAppend(SqlStore):
     """A store that can take new runs as an Arrow table (the DuckDB file: Arrow tables are
     registered with the connection and read in place)."""
@@ -208,7 +225,7 @@ class ColumnarAppend(SqlStore):
                     raise RunsExist("some runs are stored already") from None
                 except duckdb.Error as exc:
                     raise StoreUnavailable(f"{self.backend}: {exc}") from exc
-                states = self._advance_pipelines(cur, now, cache)
+                pipelines = self._advance_pipelines(cur, now, cache)
                 self._q(cur, _ADD_TO_BATCHES, {"now": now})
                 batches = [batch_from_row(row) for row in cur.fetchall()]
         except BaseException:
@@ -216,7 +233,7 @@ class ColumnarAppend(SqlStore):
                 cache.clear()
             raise
         if cache is not None:
-            cache.remember(PipelineUpdate(states, [], {}), batches, ())
+            cache.remember(pipelines, batches, ())
         return batches
 
     def stored_runs(self, table: pa.Table) -> tuple[set[str], set[str]]:
@@ -245,10 +262,11 @@ FROM runs r JOIN {INCOMING} i ON r.run_id = i.run_id"""
 
     def _advance_pipelines(
         self, cur: Any, now: datetime, cache: WriteCache | None
-    ) -> list[PipelineState]:
+    ) -> PipelineUpdate:
         self._q(cur, _PIPELINE_DELTAS, {"now": now})
         deltas = [delta_from_row(row) for row in cur.fetchall()]
         states: list[PipelineState] = []
+        streaks: dict[PipelineKey, Streak | None] = {}
         recount: list[PipelineKey] = []
         for delta in deltas:
             streak = cache.streaks.get(delta.key) if cache is not None else None
@@ -257,9 +275,10 @@ FROM runs r JOIN {INCOMING} i ON r.run_id = i.run_id"""
                 recount.append(delta.key)
             else:
                 states.append(state)
+                streaks[delta.key] = streak_after(delta, streak, state)
         if recount:
             self.stage_pipeline_keys(cur, recount)
             self._q(cur, _RECOUNT_PIPELINES)
             states.extend(PipelineState(*row) for row in cur.fetchall())
         self._write_pipelines(cur, states, {d.key for d in deltas if d.stored is not None})
-        return states
+        return PipelineUpdate(states, [], streaks)

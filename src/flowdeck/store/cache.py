@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from flowdeck.pipelines import PipelineKey, PipelineState, Streak
+from flowdeck.runs import RunRecord
 from flowdeck.store.base import BatchKey, BatchRow
 
 K = TypeVar("K")
@@ -56,11 +57,41 @@ class PipelineUpdate:
 LONGEST_STREAK = 1000
 
 
+class NewRunGuess:
+    """Whether a commit may take the run ids it does not remember for new ones and skip
+    looking them up (a point lookup per id is the costliest statement of a small commit).
+    A wrong guess costs the commit a second try, so guessing pauses while it goes wrong
+    (a client re-posting old runs, updates to runs written long ago)."""
+
+    # Share of wrong guesses, decayed over about the last 20 guesses, that pauses guessing…
+    WORST = 0.1
+    # …for this many commits.
+    PAUSE = 200
+
+    def __init__(self) -> None:
+        self.wrong = 0.0
+        self.paused = 0
+
+    def now(self) -> bool:
+        if self.paused:
+            self.paused -= 1
+            return False
+        return True
+
+    def outcome(self, right: bool) -> None:
+        self.wrong = self.wrong * 0.95 + (0.0 if right else 0.05)
+        if self.wrong > self.WORST:
+            self.paused, self.wrong = self.PAUSE, 0.0
+
+
 class WriteCache:
-    def __init__(self, batches: int = 4096, pipelines: int = 65536) -> None:
+    def __init__(self, batches: int = 4096, pipelines: int = 65536, runs: int = 8192) -> None:
         self.batches: Recent[BatchKey, BatchRow] = Recent(batches)
         self.pipelines: Recent[PipelineKey, PipelineState] = Recent(pipelines)
         self.streaks: Recent[PipelineKey, Streak] = Recent(pipelines)
+        # The runs the writer last wrote, as stored.
+        self.runs: Recent[str, RunRecord] = Recent(runs)
+        self.guess = NewRunGuess()
 
     def remember(
         self, pipelines: PipelineUpdate, batches: Iterable[BatchRow], touched: Iterable[BatchKey]
@@ -84,7 +115,14 @@ class WriteCache:
         for row in batches:
             self.batches.put(row.key, row)
 
+    def remember_runs(self, *records: Iterable[RunRecord]) -> None:
+        """After a commit: runs as stored (later ones win)."""
+        for group in records:
+            for record in group:
+                self.runs.put(record.run_id, record)
+
     def clear(self) -> None:
         self.batches.clear()
         self.pipelines.clear()
         self.streaks.clear()
+        self.runs.clear()

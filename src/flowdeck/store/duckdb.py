@@ -102,6 +102,7 @@ class DuckDBStore(ColumnarAppend):
     param_style = "duckdb"
     types: ClassVar = {"text": "VARCHAR", "double": "DOUBLE", "json": "JSON"}
     driver_errors: ClassVar = (duckdb.Error,)
+    conflict_errors: ClassVar = (duckdb.ConstraintException,)
     exclusive_writer = True  # one process owns the file
 
     def __init__(self, url: str) -> None:

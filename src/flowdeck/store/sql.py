@@ -277,6 +277,10 @@ def batch_from_row(row: Sequence[Any]) -> BatchRow:
     return BatchRow(*row)
 
 
+class _WrongGuess(Exception):
+    """A run taken for new is stored already: the transaction was rolled back."""
+
+
 class SqlStore(MetricsSql, Store):
     """The shared implementation. Subclasses provide connections and the hooks below."""
 
@@ -345,7 +349,12 @@ class SqlStore(MetricsSql, Store):
     ) -> list[BatchRow]:
         cache = self._write_cache if self.exclusive_writer else None
         try:
-            return self._upsert_runs(run_ids, plan, cache)
+            if cache is not None and cache.guess.now():
+                try:
+                    return self._upsert_runs(run_ids, plan, cache, guess=True)
+                except _WrongGuess:
+                    cache.guess.outcome(right=False)  # rolled back: look them up instead
+            return self._upsert_runs(run_ids, plan, cache, guess=False)
         except BaseException:
             if cache is not None:
                 cache.clear()  # the transaction may or may not have landed
@@ -356,29 +365,67 @@ class SqlStore(MetricsSql, Store):
         run_ids: Collection[str],
         plan: Callable[[dict[str, RunRecord]], WritePlan],
         cache: WriteCache | None,
+        *,
+        guess: bool = False,
     ) -> list[BatchRow]:
+        """``guess``: take the ids the cache does not remember for new runs instead of
+        looking them up; _WrongGuess (rolled back) when one of them is stored."""
         with self.write_transaction() as cur:
             self.lock_writes(cur)
-            if len(run_ids) <= FEW_IDS:
-                self._q(cur, _SELECT_RUNS_ANY, {"ids": list(run_ids)})
-            else:
-                self.stage_ids(cur, list(run_ids))
-                self._q(cur, _SELECT_STAGED_RUNS)
-            existing = {row[0]: record_from_row(row) for row in cur.fetchall()}
+            existing: dict[str, RunRecord] = {}
+            unknown = list(run_ids)
+            if cache is not None:
+                existing = {i: r for i in run_ids if (r := cache.runs.get(i)) is not None}
+                unknown = [i for i in run_ids if i not in existing]
+            guess = guess and bool(unknown)
+            if unknown and not guess:
+                existing.update(self._stored_runs(cur, unknown))
             todo = plan(existing)
             if not todo.records:
                 return []
-            self.stage_runs(cur, [run_row(r) for r in todo.records])
-            if any(r.run_id in existing for r in todo.records):
-                self._q(cur, _UPSERT_RUNS)
+            new = [r for r in todo.records if r.run_id not in existing]
+            if guess:
+                # The runs taken for new go in on their own: one stored already fails
+                # the INSERT instead of being overwritten by the upsert.
+                self._insert_guessed(cur, new)
+                self._write_runs(cur, [r for r in todo.records if r.run_id in existing], True)
             else:
-                self._q(cur, _INSERT_RUNS)  # no conflict to look for: cheaper on DuckDB
+                self._write_runs(cur, todo.records, len(new) < len(todo.records))
             changes = [(existing.get(r.run_id), r) for r in todo.records]
             pipelines = self._update_pipelines(cur, changes, cache)
             batches = self._update_batches(cur, changes, todo, cache)
         if cache is not None:  # only what is committed
+            if guess:
+                cache.guess.outcome(right=True)
             cache.remember(pipelines, batches, todo.batch_keys if todo.moved else ())
+            cache.remember_runs(existing.values(), todo.records)
         return batches
+
+    def _stored_runs(self, cur: Cursor, run_ids: list[str]) -> dict[str, RunRecord]:
+        if len(run_ids) <= FEW_IDS:
+            self._q(cur, _SELECT_RUNS_ANY, {"ids": run_ids})
+        else:
+            self.stage_ids(cur, run_ids)
+            self._q(cur, _SELECT_STAGED_RUNS)
+        return {row[0]: record_from_row(row) for row in cur.fetchall()}
+
+    def _write_runs(self, cur: Cursor, records: list[RunRecord], stored: bool) -> None:
+        """Write ``records``; ``stored``: some of them are stored already (upsert)."""
+        if records:
+            self.stage_runs(cur, [run_row(r) for r in records])
+            # With none stored there is no conflict to look for: cheaper on DuckDB.
+            self._q(cur, _UPSERT_RUNS if stored else _INSERT_RUNS)
+
+    def _insert_guessed(self, cur: Cursor, records: list[RunRecord]) -> None:
+        if not records:
+            return
+        self.stage_runs(cur, [run_row(r) for r in records])
+        try:
+            self._q(cur, _INSERT_RUNS)
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, self.conflict_errors):
+                raise _WrongGuess from None
+            raise
 
     def _update_batches(
         self, cur: Cursor, changes: list[Change], todo: WritePlan, cache: WriteCache | None
@@ -659,6 +706,9 @@ class SqlStore(MetricsSql, Store):
 
     # -- backend hooks -----------------------------------------------------------------
     driver_errors: ClassVar[tuple[type[BaseException], ...]]
+    # What the driver raises for a duplicate primary key (only stores that keep a
+    # WriteCache guess new runs and need it).
+    conflict_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
     @abc.abstractmethod
     def reader(self) -> AbstractContextManager[Cursor]:
