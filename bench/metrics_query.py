@@ -48,6 +48,7 @@ from common import (
     ms,
     open_sql_store,
 )
+from flowdeck.store.metrics_sql import BIN_TABLES
 from flowdeck.timeseries.points import PointBatch, SeriesKey
 
 METRIC = "http.request_ms"
@@ -153,7 +154,7 @@ def table_rows(url: str) -> dict[str, int]:
     out = {}
     try:
         with store.reader() as cur:
-            for table in ("metric_points", "metric_rollups", "metric_sketch_bins"):
+            for table in ("metric_points", "metric_rollups", *BIN_TABLES.values()):
                 store._q(cur, f"SELECT count(*) FROM {table}")
                 out[table] = int(cur.fetchall()[0][0])
     finally:

@@ -121,6 +121,13 @@ def test_rollups_equal_brute_force_at_every_level(
             for q in (0.5, 0.95, 0.99):
                 exact = ordered[math.floor(q * (len(ordered) - 1))]
                 assert close_to(sketch.quantile(bins[(ids[host], bucket)], q), exact)
+        for q in (0.5, 0.95, 0.99):
+            # The database's quantile is the sketch's, bucket by bucket.
+            members = {sid: sid for sid in ids.values()}
+            found = ms.group_quantiles(members, width, 0, FAR, step, q)
+            assert {(sid, b): v for sid, b, v in found} == {
+                key: sketch.quantile(got, q) for key, got in bins.items()
+            }
         if width:
             # The same buckets read from the raw points give the very same sketch.
             raw = series_bins(ms, "default", name, 0, 0, FAR, step)

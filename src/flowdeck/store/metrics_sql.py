@@ -3,8 +3,9 @@
 
 Every write runs on the writer thread (``ingest/writer.py``). Points go to ``metric_points``
 and, in the same transaction, into the rollups of every level: count, sum, min and max per
-bucket in ``metric_rollups`` and the bins of the percentile sketch in ``metric_sketch_bins``.
-A late point merges into the bucket it belongs to, like any other.
+bucket in ``metric_rollups`` and the bins of the percentile sketch in one table per level
+(:data:`BIN_TABLES`), so that a query reads only the bins of its level. A late point merges
+into the bucket it belongs to, like any other.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
 
 # Rollup levels: bucket widths in seconds (1m, 5m, 1h, 1d).
 LEVELS: Final = (60, 300, 3_600, 86_400)
+# The sketch bins of each level (schema version 9): (series_id, bucket, sign, bin, n).
+BIN_TABLES: Final[Mapping[int, str]] = {
+    60: "metric_bins_1m",
+    300: "metric_bins_5m",
+    3_600: "metric_bins_1h",
+    86_400: "metric_bins_1d",
+}
 
 _SERIES_COLUMNS: Final = (("series_id", "BIGINT"), ("project", "TEXT"), ("name", "TEXT"))
 _POINT_COLUMNS: Final = (
@@ -64,14 +72,16 @@ ON CONFLICT (series_id, level, bucket) DO UPDATE SET
     lo = least(metric_rollups.lo, excluded.lo),
     hi = greatest(metric_rollups.hi, excluded.hi)
 """
-_MERGE_BINS: Final = f"""
-INSERT INTO metric_sketch_bins (series_id, level, bucket, sign, bin, n)
-SELECT series_id, :w, {_bucket("sec", ":w")} AS b, s, k, count(*)
+_MERGE_BINS: Final = {
+    width: f"""
+INSERT INTO {table} (series_id, bucket, sign, bin, n)
+SELECT series_id, {_bucket("sec", str(width))} AS b, s, k, count(*)
 FROM (SELECT series_id, sec, {_SIGN} AS s, {_BIN} AS k FROM staged_mpoints) p
 GROUP BY series_id, b, s, k
-ON CONFLICT (series_id, level, bucket, sign, bin) DO UPDATE SET
-    n = metric_sketch_bins.n + excluded.n
+ON CONFLICT (series_id, bucket, sign, bin) DO UPDATE SET n = {table}.n + excluded.n
 """
+    for width, table in BIN_TABLES.items()
+}
 # Per group of series (``{members}``: series_id → group number g; a series may be a group of
 # its own): the database adds the series of a group up, so the rows read back are groups ×
 # buckets.
@@ -82,12 +92,15 @@ FROM metric_rollups r JOIN ({{members}}) m ON r.series_id = m.series_id
 WHERE r.level = :level AND r.bucket >= :a AND r.bucket < :b
 GROUP BY m.g, sb ORDER BY m.g, sb
 """
-_GROUP_ROLLUP_BINS: Final = f"""
-SELECT m.g, {_bucket("r.bucket", ":step")} AS sb, r.sign, r.bin, CAST(sum(r.n) AS BIGINT)
-FROM metric_sketch_bins r JOIN ({{members}}) m ON r.series_id = m.series_id
-WHERE r.level = :level AND r.bucket >= :a AND r.bucket < :b
+_GROUP_ROLLUP_BINS: Final = {
+    width: f"""
+SELECT m.g, {_bucket("r.bucket", ":step")} AS sb, r.sign, r.bin, CAST(sum(r.n) AS BIGINT) AS n
+FROM {table} r JOIN ({{members}}) m ON r.series_id = m.series_id
+WHERE r.bucket >= :a AND r.bucket < :b
 GROUP BY m.g, sb, r.sign, r.bin
 """
+    for width, table in BIN_TABLES.items()
+}
 _GROUP_RAW_ROWS: Final = f"""
 SELECT m.g, {_bucket("p.t", ":step")} AS sb, count(*), sum(p.value), min(p.value),
        max(p.value)
@@ -96,7 +109,7 @@ WHERE p.t >= :a AND p.t < :b
 GROUP BY m.g, sb ORDER BY m.g, sb
 """
 _GROUP_RAW_BINS: Final = f"""
-SELECT g, sb, s, k, count(*) FROM (
+SELECT g, sb, s AS sign, k AS bin, count(*) AS n FROM (
     SELECT m.g, {_bucket("p.t", ":step")} AS sb, {_SIGN.replace("value", "p.value")} AS s,
            {_BIN.replace("value", "p.value")} AS k
     FROM metric_points p JOIN ({{members}}) m ON p.series_id = m.series_id
@@ -254,7 +267,7 @@ class MetricsSql(abc.ABC):
                 self._q(cur, _INSERT_POINTS)
                 for width in LEVELS:
                     self._q(cur, _MERGE_ROLLUPS, {"w": width})
-                    self._q(cur, _MERGE_BINS, {"w": width, **sketch.bin_params()})
+                    self._q(cur, _MERGE_BINS[width], sketch.bin_params())
         return outcome
 
     def compact_metrics(self, raw_before_us: int, rollups_before: Mapping[int, int]) -> None:
@@ -265,12 +278,16 @@ class MetricsSql(abc.ABC):
             self.lock_writes(cur)
             self._q(cur, "DELETE FROM metric_points WHERE t < :cut", {"cut": raw_before_us})
             for width, cut in rollups_before.items():
-                for table in ("metric_rollups", "metric_sketch_bins"):
-                    self._q(
-                        cur,
-                        f"DELETE FROM {table} WHERE level = :w AND bucket + :w <= :cut",
-                        {"w": width, "cut": cut},
-                    )
+                self._q(
+                    cur,
+                    "DELETE FROM metric_rollups WHERE level = :w AND bucket + :w <= :cut",
+                    {"w": width, "cut": cut},
+                )
+                self._q(
+                    cur,
+                    f"DELETE FROM {BIN_TABLES[width]} WHERE bucket + :w <= :cut",
+                    {"w": width, "cut": cut},
+                )
             self._q(cur, _PRUNE_SERIES)
 
     def put_metric_definition(self, name: str, spec: Mapping[str, Any], now: datetime) -> bool:
@@ -374,7 +391,7 @@ class MetricsSql(abc.ABC):
     ) -> dict[tuple[int, int], list[sketch.Bin]]:
         """Like :meth:`summarize_groups`, the percentile sketches: (group, bucket) → the bins
         of the group's sketch in that bucket (the series' sketches merged in SQL)."""
-        query = _GROUP_RAW_BINS if level == 0 else _GROUP_ROLLUP_BINS
+        query = _GROUP_RAW_BINS if level == 0 else _GROUP_ROLLUP_BINS[level]
         params = sketch.bin_params() if level == 0 else {}
         rows = self._group_rows(query, members, level, start, end, step, params)
         scale = _scale(level)
@@ -382,6 +399,20 @@ class MetricsSql(abc.ABC):
         for g, sb, sign, key, n in rows:
             out.setdefault((g, sb // scale), []).append((sign, key, n))
         return out
+
+    def group_quantiles(
+        self, members: Mapping[int, int], level: int, start: int, end: int, step: int, q: float
+    ) -> list[tuple[int, int, float]]:
+        """Like :meth:`group_bins`, the quantile ``q`` (0..1) of each group's merged sketch,
+        found by the database (``sketch.quantile_sql``) without reading the bins back: rows
+        (group, bucket start in seconds, value), ordered by group and bucket. Each value is
+        the one ``sketch.quantile`` gives over the bins of ``group_bins``."""
+        bins = _GROUP_RAW_BINS if level == 0 else _GROUP_ROLLUP_BINS[level]
+        params = {**(sketch.bin_params() if level == 0 else {}), "q": q}
+        query = sketch.quantile_sql(bins)
+        rows = self._group_rows(query, members, level, start, end, step, params)
+        scale = _scale(level)
+        return [(int(r[0]), int(r[1]) // scale, sketch.pick(q, *r[2:])) for r in rows]
 
     def _group_rows(
         self,
@@ -397,7 +428,7 @@ class MetricsSql(abc.ABC):
             return []
         scale = _scale(level)
         params: dict[str, Any] = {
-            **({"level": level} if level else {}),
+            **({"level": level} if ":level" in query else {}),
             "a": start * scale,
             "b": end * scale,
             "step": step * scale,

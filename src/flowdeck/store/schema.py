@@ -314,6 +314,28 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
             PRIMARY KEY (project, pipeline)
         )""",
     ],
+    # Metric sketch bins in one table per rollup level, so that a query reads only its
+    # level (and, the rows kept in time order, only its range); the rows move over.
+    9: [
+        *(
+            f"""CREATE TABLE metric_bins_{name} (
+            series_id BIGINT NOT NULL,
+            bucket BIGINT NOT NULL,
+            sign BIGINT NOT NULL,
+            bin BIGINT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (series_id, bucket, sign, bin)
+        )"""
+            for name in ("1m", "5m", "1h", "1d")
+        ),
+        *(
+            f"INSERT INTO metric_bins_{name} (series_id, bucket, sign, bin, n) "
+            f"SELECT series_id, bucket, sign, bin, n FROM metric_sketch_bins WHERE level = {width} "
+            "ORDER BY bucket, series_id, sign, bin"
+            for name, width in (("1m", 60), ("5m", 300), ("1h", 3_600), ("1d", 86_400))
+        ),
+        "DROP TABLE metric_sketch_bins",
+    ],
 }
 
 LATEST: Final = max(MIGRATIONS)

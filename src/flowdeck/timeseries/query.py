@@ -5,7 +5,7 @@ The range is widened to whole steps: buckets are ``[k * step, (k + 1) * step)`` 
 divides the step answers the query, which is then exact: a bucket of the step is made of
 whole rollup buckets. A step that no level divides (say 90 s) reads the raw points.
 Percentiles come from the sketch (``sketch.py``) at every level, so they agree whichever
-level answers.
+level answers; for reported metrics the database finds them (``sketch.quantile_sql``).
 """
 
 from __future__ import annotations
@@ -254,18 +254,18 @@ def run_query(store: MetricsSql, plan: Plan) -> dict[str, Any]:
         }
         names = list(numbers)
         args = (members, plan.level, plan.start, plan.end, plan.step)
+        # Rows come ordered by group and bucket: straight into the answer.
+        lists: dict[int, list[list[Any]]] = {}
         if percentile:
-            for (g, bucket), bins in store.group_bins(*args).items():
-                acc = accs.setdefault(names[g], {}).setdefault(bucket, _Acc())
-                acc.bins = bins
-                acc.n = sum(b[2] for b in bins)
+            # The database finds the quantile: no sketch is read back.
+            q = PERCENTILES[spec.aggregation]
+            for g, bucket, value in store.group_quantiles(*args, q):
+                lists.setdefault(g, []).append([_iso(bucket), value])
         else:
-            # Rows come ordered by group and bucket: straight into the answer.
             pick = _PICK[spec.aggregation]
-            lists: dict[int, list[list[Any]]] = {}
             for g, bucket, n, total, lo, hi in store.summarize_groups(*args):
                 lists.setdefault(g, []).append([_iso(bucket), pick(n, total, lo, hi)])
-            direct = {names[g]: points for g, points in lists.items()}
+        direct = {names[g]: points for g, points in lists.items()}
     out = []
     for group in sorted(direct or accs, key=lambda g: tuple((v is None, v or "") for v in g)):
         if direct:

@@ -1,10 +1,14 @@
 """The percentile sketch: DataDog's DDSketch (the ``ddsketch`` package) with a logarithmic
-mapping. A sketch is a histogram of bins, so flowdeck keeps the bins as rows
-(``metric_sketch_bins``) and merging two sketches is adding their counts per bin, in SQL.
+mapping. A sketch is a histogram of bins, so flowdeck keeps the bins as rows (one table per
+rollup level, ``metric_bins_1m`` …) and merging two sketches is adding their counts per bin,
+in SQL.
 
 A value ``v > 0`` falls in bin ``ceil(ln(v) / ln(gamma))`` of the positive side, ``v < 0`` in
 the bin of ``-v`` on the negative side, and values too close to 0 in the zero bin. The store
-computes the bin in SQL with :data:`BIN_MULTIPLIER`; the library reads the quantile back.
+computes the bin in SQL with :data:`BIN_MULTIPLIER`. A quantile is found in SQL too
+(:func:`quantile_sql`: the bin at the rank, chosen by the library's own rule) and the bin is
+turned back into a value by the library's mapping (:func:`pick`), so the answer is the one
+``BaseDDSketch.get_quantile_value`` gives over the same bins.
 """
 
 from __future__ import annotations
@@ -72,3 +76,63 @@ def bin_of(value: float) -> tuple[int, int]:
     if value < -MIN_POSITIVE:
         return -1, math.ceil(math.log(-value) * BIN_MULTIPLIER)
     return 0, 0
+
+
+def quantile_sql(bins: str) -> str:
+    """SQL of the quantile ``:q`` of each ``(g, sb)`` of ``bins``: a query of rows
+    ``(g, sb, sign, bin, n)`` with one row per distinct ``(g, sb, sign, bin)``. The answer has
+    a row per ``(g, sb)``, ordered: ``g, sb, count, negative count, zero count`` and the bins
+    :func:`pick` chooses from. A bin qualifies as ``DenseStore.key_at_rank`` would take it, in
+    the same floating-point arithmetic (the counts are whole numbers, exact in a double)."""
+    return f"""
+WITH merged AS ({bins}),
+running AS (
+    SELECT g, sb, sign, bin,
+        CAST(n AS DOUBLE PRECISION) AS n,
+        CAST(sum(n) OVER (PARTITION BY g, sb ORDER BY sign, sign * bin
+                          ROWS UNBOUNDED PRECEDING) AS DOUBLE PRECISION) AS cum,
+        CAST(sum(n) OVER (PARTITION BY g, sb) AS DOUBLE PRECISION) AS total,
+        CAST(sum(CASE WHEN sign < 0 THEN n ELSE 0 END) OVER (PARTITION BY g, sb)
+             AS DOUBLE PRECISION) AS neg,
+        CAST(sum(CASE WHEN sign = 0 THEN n ELSE 0 END) OVER (PARTITION BY g, sb)
+             AS DOUBLE PRECISION) AS zero
+    FROM merged
+),
+ranked AS (
+    SELECT g, sb, sign, bin, n, cum, total, neg, zero,
+        CAST(:q AS DOUBLE PRECISION) * (total - 1) AS rnk
+    FROM running
+)
+SELECT g, sb, CAST(max(total) AS BIGINT), CAST(max(neg) AS BIGINT), CAST(max(zero) AS BIGINT),
+    min(CASE WHEN sign < 0 AND neg - (cum - n) >= neg - rnk - 1 + 1 THEN bin END),
+    max(CASE WHEN sign < 0 THEN bin END),
+    min(CASE WHEN sign > 0 AND cum - neg - zero > rnk - zero - neg THEN bin END),
+    max(CASE WHEN sign > 0 THEN bin END)
+FROM ranked GROUP BY g, sb ORDER BY g, sb
+"""
+
+
+def pick(
+    q: float,
+    count: int,
+    negative: int,
+    zero: int,
+    negative_bin: int | None,
+    negative_max: int | None,
+    positive_bin: int | None,
+    positive_max: int | None,
+) -> float:
+    """The value at quantile ``q`` from a row of :func:`quantile_sql`, as
+    ``BaseDDSketch.get_quantile_value`` computes it: the side by the rank, then the bin the
+    SQL found there (the side's largest bin if none qualified, as ``key_at_rank`` falls back
+    to its ``max_key``), turned into a value by the mapping."""
+    rank = q * (float(count) - 1)
+    if rank < negative:
+        key = negative_bin if negative_bin is not None else negative_max
+        assert key is not None
+        return -float(MAPPING.value(key))
+    if rank < float(zero) + float(negative):
+        return 0.0
+    key = positive_bin if positive_bin is not None else positive_max
+    assert key is not None
+    return float(MAPPING.value(key))
