@@ -304,9 +304,7 @@ def stored_streaks(store: DuckDBStore) -> dict[tuple[str, str, str], dict[str, d
         out[key] = {
             r.run_id: sort_time(r)
             for r in runs
-            if key_of(r) == key
-            and r.status == "FAILED"
-            and (since is None or sort_time(r) > since)
+            if key_of(r) == key and r.status == "FAILED" and (since is None or sort_time(r) > since)
         }
     return out
 

@@ -191,9 +191,7 @@ def advance_with_new(delta: PipelineDelta, streak: Streak | None = None) -> Pipe
     )
 
 
-def streak_after(
-    delta: PipelineDelta, known: Streak | None, state: PipelineState
-) -> Streak | None:
+def streak_after(delta: PipelineDelta, known: Streak | None, state: PipelineState) -> Streak | None:
     """The failed runs after the pipeline's last success once its new runs are stored
     (``state``), from the streak ``known`` before them; None when that does not add up
     (the stored streak was not known and some of its runs still count)."""
