@@ -63,6 +63,7 @@ class WriterStats:
 
 
 # What the change stream tells of each run written.
+# (The columnar commit spells these out: keep the two alike.)
 RUN_EVENT_FIELDS = ("run_id", "project", "pipeline", "batch_id", "env", "status")
 
 
@@ -349,12 +350,14 @@ class Writer:
         self.stats.runs_written += len(run_ids)
         self.stats.last_commit_seconds = time.perf_counter() - started
         if self.bus is not None:
+            # On the writer's thread, which the next commit waits for: a dict display is
+            # about half the cost of dict(zip(...)) a run.
             columns = [table.column(name).to_pylist() for name in RUN_EVENT_FIELDS]
-            rows = zip(*columns, strict=True)
-            self.bus.publish(
-                tuple(dict(zip(RUN_EVENT_FIELDS, values, strict=True)) for values in rows),
-                tuple(batch_out(b) for b in batches),
+            events = tuple(
+                {"run_id": i, "project": p, "pipeline": q, "batch_id": b, "env": e, "status": s}
+                for i, p, q, b, e, s in zip(*columns, strict=True)
             )
+            self.bus.publish(events, tuple(batch_out(b) for b in batches))
 
     def _commit(self, group: list[WriteRequest]) -> None:
         started = time.perf_counter()
