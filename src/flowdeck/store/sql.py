@@ -417,11 +417,8 @@ class SqlStore(MetricsSql, Store):
             self._q(cur, _UPSERT_RUNS if stored else _INSERT_RUNS)
 
     def _insert_guessed(self, cur: Cursor, records: list[RunRecord]) -> None:
-        if not records:
-            return
-        self.stage_runs(cur, [run_row(r) for r in records])
         try:
-            self._q(cur, _INSERT_RUNS)
+            self._write_runs(cur, records, False)
         except StoreUnavailable as exc:
             if isinstance(exc.__cause__, self.conflict_errors):
                 raise _WrongGuess from None
