@@ -61,6 +61,9 @@ class Settings:
     metric_max_points_per_request: int = 500_000
     metric_retention_days: tuple[int, int, int, int, int] = (7, 30, 90, 365, 1825)
     metric_compaction_seconds: float = 300.0
+    # How often the kept percentiles of stale buckets are recomputed (a query reads stale
+    # buckets from the sketch bins meanwhile, so this changes cost, never answers).
+    metric_cells_seconds: float = 10.0
     # How long a group commit may wait for more requests when several clients write at once
     # (at most half the last commit's duration; 0 turns it off).
     group_linger_ms: int = 10
@@ -88,6 +91,9 @@ class Settings:
             metric_retention_days=_retention_env(base.metric_retention_days),
             metric_compaction_seconds=_int_env(
                 "FLOWDECK_METRIC_COMPACTION_SECONDS", int(base.metric_compaction_seconds)
+            ),
+            metric_cells_seconds=_int_env(
+                "FLOWDECK_METRIC_CELLS_SECONDS", int(base.metric_cells_seconds)
             ),
             group_linger_ms=_int_env("FLOWDECK_GROUP_LINGER_MS", base.group_linger_ms),
         )

@@ -44,6 +44,7 @@ from flowdeck.slo.service import SloService
 from flowdeck.store import Store, open_store
 from flowdeck.store.metrics_sql import MetricsSql
 from flowdeck.store.sql import SqlStore
+from flowdeck.timeseries.cells import keeping_cells
 from flowdeck.timeseries.compaction import compacting
 from flowdeck.web import flows as flows_web
 from flowdeck.web import incidents as incidents_web
@@ -133,6 +134,9 @@ def create_app(
                             clock,
                             settings.metric_compaction_seconds,
                         )
+                    )
+                    svc.metric_cells = await stack.enter_async_context(
+                        keeping_cells(store, writer, settings.metric_cells_seconds)
                     )
                 for companion in companions:
                     await stack.enter_async_context(companion(svc))

@@ -43,7 +43,27 @@ def _server_families(svc: Services) -> list[Family]:
     queue.add(svc.writer.queue_depth)
     clients = Family("flowdeck_stream_clients", "live clients of the change stream")
     clients.add(svc.bus.subscribers)
-    return [info, runs, requests, commits, latency, queue, clients]
+    families = [info, runs, requests, commits, latency, queue, clients]
+    if svc.metric_cells is not None:
+        stale = Family(
+            "flowdeck_metric_percentiles_stale",
+            "metrics and levels whose kept percentiles wait to be recomputed (at the last look)",
+        )
+        stale.add(svc.metric_cells.stale_metrics)
+        done = Family(
+            "flowdeck_metric_percentile_buckets_total",
+            "buckets whose kept percentiles were recomputed",
+            "counter",
+        )
+        done.add(svc.metric_cells.buckets_done)
+        passes = Family(
+            "flowdeck_metric_percentile_passes_total",
+            "refreshes of the kept percentiles that went through every stale bucket",
+            "counter",
+        )
+        passes.add(svc.metric_cells.passes)
+        families += [stale, done, passes]
+    return families
 
 
 def _notifier_families(svc: Services) -> list[Family]:

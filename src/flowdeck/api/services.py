@@ -15,6 +15,7 @@ from flowdeck.ingest.writer import Clock, Writer
 from flowdeck.settings import Settings
 from flowdeck.slo.service import SloService
 from flowdeck.store import Store
+from flowdeck.timeseries.cells import CellKeeper
 from flowdeck.timeseries.compaction import Compactor
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class Services:
     clock: Clock
     alerts: AlertService | None = None  # None while alerting is not running
     metric_compactor: Compactor | None = None  # metrics retention, while running
+    metric_cells: CellKeeper | None = None  # kept percentiles, while running
     dashboards: DashboardStore | None = None
     flows: FlowStore | None = None  # flow declarations (flowdeck.flows)
     review: ReviewService | None = None  # human review (flowdeck.review)

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowdeck.errors import InvalidInput, NotFound
+from flowdeck.store.metric_cells import MetricCells
 from flowdeck.timeseries import sketch
 from flowdeck.timeseries.points import PointBatch, SeriesKey, series_problem, tags_json
 
@@ -147,7 +148,7 @@ def _json(value: Any) -> Any:
     return value if value is not None else {}
 
 
-class MetricsSql(abc.ABC):
+class MetricsSql(MetricCells, abc.ABC):
     """The metrics half of the SQL store (see the module's docstring)."""
 
     backend: str
@@ -268,6 +269,7 @@ class MetricsSql(abc.ABC):
                 for width in LEVELS:
                     self._q(cur, _MERGE_ROLLUPS, {"w": width})
                     self._q(cur, _MERGE_BINS[width], sketch.bin_params())
+                self._mark_stale(cur)
         return outcome
 
     def compact_metrics(self, raw_before_us: int, rollups_before: Mapping[int, int]) -> None:
@@ -289,6 +291,7 @@ class MetricsSql(abc.ABC):
                     {"w": width, "cut": cut},
                 )
             self._q(cur, _PRUNE_SERIES)
+            self._drop_cells(cur, rollups_before)
 
     def put_metric_definition(self, name: str, spec: Mapping[str, Any], now: datetime) -> bool:
         """Create or replace a named definition; True when it is new."""
@@ -408,11 +411,11 @@ class MetricsSql(abc.ABC):
         (group, bucket start in seconds, value), ordered by group and bucket. Each value is
         the one ``sketch.quantile`` gives over the bins of ``group_bins``."""
         bins = _GROUP_RAW_BINS if level == 0 else _GROUP_ROLLUP_BINS[level]
-        params = {**(sketch.bin_params() if level == 0 else {}), "q": q}
+        params = {**(sketch.bin_params() if level == 0 else {}), **sketch.quantile_params([q])}
         query = sketch.quantile_sql(bins)
         rows = self._group_rows(query, members, level, start, end, step, params)
         scale = _scale(level)
-        return [(int(r[0]), int(r[1]) // scale, sketch.pick(q, *r[2:])) for r in rows]
+        return [(int(r[0]), int(r[1]) // scale, sketch.picks([q], r[2:])[0]) for r in rows]
 
     def _group_rows(
         self,
@@ -424,6 +427,26 @@ class MetricsSql(abc.ABC):
         step: int,
         extra: Mapping[str, Any],
     ) -> list[Any]:
+        if not members:
+            return []
+        with self.reader() as cur:
+            return self._group_query(cur, query, members, level, start, end, step, extra)
+
+    def _bins_query(self, level: int) -> str:
+        return _GROUP_ROLLUP_BINS[level]
+
+    def _group_query(
+        self,
+        cur: Cursor,
+        query: str,
+        members: Mapping[int, int],
+        level: int,
+        start: int,
+        end: int,
+        step: int,
+        extra: Mapping[str, Any],
+    ) -> list[Any]:
+        """``query`` with ``{members}`` and the range's parameters filled in, on ``cur``."""
         if not members:
             return []
         scale = _scale(level)
@@ -440,9 +463,8 @@ class MetricsSql(abc.ABC):
             params[f"s{i}"] = sid
             params[f"g{i}"] = group
         members_sql = f"SELECT * FROM (VALUES {', '.join(pairs)}) AS v (series_id, g)"
-        with self.reader() as cur:
-            self._q(cur, query.replace("{members}", members_sql), params)
-            return list(cur.fetchall())
+        self._q(cur, query.replace("{members}", members_sql), params)
+        return list(cur.fetchall())
 
     def run_values(
         self, project: str, column_sql: str, start: datetime, end: datetime

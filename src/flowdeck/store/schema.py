@@ -336,6 +336,32 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         ),
         "DROP TABLE metric_sketch_bins",
     ],
+    # Percentiles kept ready per metric, level, tag value and bucket (store/metric_cells.py),
+    # and the buckets whose cells a write of points made stale; existing data starts stale,
+    # so its cells are computed in the background after the upgrade.
+    10: [
+        """CREATE TABLE metric_cells (
+            project {text} NOT NULL,
+            metric {text} NOT NULL,
+            level BIGINT NOT NULL,
+            tag {text} NOT NULL,
+            tag_value {text} NOT NULL,
+            bucket BIGINT NOT NULL,
+            p50 {double} NOT NULL,
+            p95 {double} NOT NULL,
+            p99 {double} NOT NULL,
+            PRIMARY KEY (project, metric, level, tag, bucket, tag_value)
+        )""",
+        """CREATE TABLE metric_stale (
+            series_id BIGINT NOT NULL,
+            level BIGINT NOT NULL,
+            bucket BIGINT NOT NULL,
+            PRIMARY KEY (series_id, level, bucket)
+        )""",
+        "INSERT INTO metric_stale (series_id, level, bucket) "
+        "SELECT series_id, level, bucket FROM metric_rollups WHERE level IN (300, 3600, 86400) "
+        "ORDER BY level, bucket, series_id",
+    ],
 }
 
 LATEST: Final = max(MIGRATIONS)

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from flowdeck.errors import FieldProblem, InvalidInput
+from flowdeck.store.metric_cells import CELL_LEVELS, WHOLE
 from flowdeck.store.metrics_sql import LEVELS, MetricsSql
 from flowdeck.timeseries import sketch
 from flowdeck.timeseries.batches import BATCH_METRICS, MAX_BATCHES, batch_tags
@@ -256,7 +257,9 @@ def run_query(store: MetricsSql, plan: Plan) -> dict[str, Any]:
         args = (members, plan.level, plan.start, plan.end, plan.step)
         # Rows come ordered by group and bucket: straight into the answer.
         lists: dict[int, list[list[Any]]] = {}
-        if percentile:
+        if percentile and _cells_answer(plan):
+            direct = _from_cells(store, plan, chosen)
+        elif percentile:
             # The database finds the quantile: no sketch is read back.
             q = PERCENTILES[spec.aggregation]
             for g, bucket, value in store.group_quantiles(*args, q):
@@ -265,7 +268,8 @@ def run_query(store: MetricsSql, plan: Plan) -> dict[str, Any]:
             pick = _PICK[spec.aggregation]
             for g, bucket, n, total, lo, hi in store.summarize_groups(*args):
                 lists.setdefault(g, []).append([_iso(bucket), pick(n, total, lo, hi)])
-        direct = {names[g]: points for g, points in lists.items()}
+        if lists:
+            direct = {names[g]: points for g, points in lists.items()}
     out = []
     for group in sorted(direct or accs, key=lambda g: tuple((v is None, v or "") for v in g)):
         if direct:
@@ -287,6 +291,44 @@ def run_query(store: MetricsSql, plan: Plan) -> dict[str, Any]:
         "step": plan.step,
         "level": plan.level_name,
         "series": out,
+    }
+
+
+def _cells_answer(plan: Plan) -> bool:
+    """Whether the kept percentiles (``store/metric_cells.py``) answer a percentile query:
+    no filter, at most one tag to group by, and a step that is a level that keeps cells."""
+    spec = plan.spec
+    return (
+        not spec.filters
+        and len(spec.group_by) <= 1
+        and plan.level in CELL_LEVELS
+        and plan.step == plan.level
+    )
+
+
+def _from_cells(
+    store: MetricsSql, plan: Plan, series: Mapping[int, Mapping[str, str]]
+) -> dict[Group, list[list[Any]]]:
+    spec = plan.spec
+    tag = spec.group_by[0] if spec.group_by else WHOLE
+    values = {sid: tags.get(tag, WHOLE) if tag else WHOLE for sid, tags in series.items()}
+    rows = store.cell_quantiles(
+        spec.project,
+        spec.metric,
+        tag,
+        values,
+        plan.level,
+        plan.start,
+        plan.end,
+        PERCENTILES[spec.aggregation],
+    )
+    by_group: dict[Group, list[tuple[int, float]]] = {}
+    for value, bucket, quantile in rows:
+        group: Group = ((value or None),) if tag else ()
+        by_group.setdefault(group, []).append((bucket, quantile))
+    return {
+        group: [[_iso(bucket), quantile] for bucket, quantile in sorted(points)]
+        for group, points in by_group.items()
     }
 
 

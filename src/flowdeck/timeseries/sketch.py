@@ -14,8 +14,8 @@ turned back into a value by the library's mapping (:func:`pick`), so the answer 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.mapping import LogarithmicMapping
@@ -78,12 +78,22 @@ def bin_of(value: float) -> tuple[int, int]:
     return 0, 0
 
 
-def quantile_sql(bins: str) -> str:
-    """SQL of the quantile ``:q`` of each ``(g, sb)`` of ``bins``: a query of rows
-    ``(g, sb, sign, bin, n)`` with one row per distinct ``(g, sb, sign, bin)``. The answer has
-    a row per ``(g, sb)``, ordered: ``g, sb, count, negative count, zero count`` and the bins
-    :func:`pick` chooses from. A bin qualifies as ``DenseStore.key_at_rank`` would take it, in
-    the same floating-point arithmetic (the counts are whole numbers, exact in a double)."""
+def quantile_sql(bins: str, count: int = 1) -> str:
+    """SQL of ``count`` quantiles (parameters ``:q0`` … ``:q{count-1}``, each 0..1) of each
+    ``(g, sb)`` of ``bins``: a query of rows ``(g, sb, sign, bin, n)`` with one row per
+    distinct ``(g, sb, sign, bin)``. The answer has a row per ``(g, sb)``, ordered: ``g, sb,
+    count, negative count, zero count, largest negative bin, largest positive bin`` and then,
+    per quantile, the negative and the positive bin :func:`pick` chooses from. A bin
+    qualifies as ``DenseStore.key_at_rank`` would take it, in the same floating-point
+    arithmetic (the counts are whole numbers, exact in a double). One pass finds them all."""
+    ranks = ", ".join(
+        f"CAST(:q{i} AS DOUBLE PRECISION) * (total - 1) AS r{i}" for i in range(count)
+    )
+    chosen = ",\n    ".join(
+        f"min(CASE WHEN sign < 0 AND neg - (cum - n) >= neg - r{i} - 1 + 1 THEN bin END), "
+        f"min(CASE WHEN sign > 0 AND cum - neg - zero > r{i} - zero - neg THEN bin END)"
+        for i in range(count)
+    )
     return f"""
 WITH merged AS ({bins}),
 running AS (
@@ -99,17 +109,29 @@ running AS (
     FROM merged
 ),
 ranked AS (
-    SELECT g, sb, sign, bin, n, cum, total, neg, zero,
-        CAST(:q AS DOUBLE PRECISION) * (total - 1) AS rnk
+    SELECT g, sb, sign, bin, n, cum, total, neg, zero, {ranks}
     FROM running
 )
 SELECT g, sb, CAST(max(total) AS BIGINT), CAST(max(neg) AS BIGINT), CAST(max(zero) AS BIGINT),
-    min(CASE WHEN sign < 0 AND neg - (cum - n) >= neg - rnk - 1 + 1 THEN bin END),
     max(CASE WHEN sign < 0 THEN bin END),
-    min(CASE WHEN sign > 0 AND cum - neg - zero > rnk - zero - neg THEN bin END),
-    max(CASE WHEN sign > 0 THEN bin END)
+    max(CASE WHEN sign > 0 THEN bin END),
+    {chosen}
 FROM ranked GROUP BY g, sb ORDER BY g, sb
 """
+
+
+def quantile_params(qs: Sequence[float]) -> dict[str, float]:
+    """The parameters of :func:`quantile_sql` for these quantiles."""
+    return {f"q{i}": q for i, q in enumerate(qs)}
+
+
+def picks(qs: Sequence[float], row: Sequence[Any]) -> list[float]:
+    """The values of ``qs`` from a row of :func:`quantile_sql` past its ``g, sb`` columns."""
+    count, negative, zero, negative_max, positive_max = row[:5]
+    return [
+        pick(q, count, negative, zero, row[5 + 2 * i], negative_max, row[6 + 2 * i], positive_max)
+        for i, q in enumerate(qs)
+    ]
 
 
 def pick(
