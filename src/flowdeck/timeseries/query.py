@@ -219,14 +219,6 @@ class _Acc:
 
 
 Group = tuple[str | None, ...]
-# The value of a (count, sum, min, max) summary for each aggregation but the percentiles.
-_PICK: Final[Mapping[str, Any]] = {
-    "count": lambda n, total, lo, hi: n,
-    "sum": lambda n, total, lo, hi: total,
-    "avg": lambda n, total, lo, hi: total / n,
-    "min": lambda n, total, lo, hi: lo,
-    "max": lambda n, total, lo, hi: hi,
-}
 
 
 def _group(tags: Mapping[str, str], group_by: Sequence[str]) -> Group:
@@ -265,9 +257,8 @@ def run_query(store: MetricsSql, plan: Plan) -> dict[str, Any]:
             for g, bucket, value in store.group_quantiles(*args, q):
                 lists.setdefault(g, []).append([_iso(bucket), value])
         else:
-            pick = _PICK[spec.aggregation]
-            for g, bucket, n, total, lo, hi in store.summarize_groups(*args):
-                lists.setdefault(g, []).append([_iso(bucket), pick(n, total, lo, hi)])
+            for g, bucket, value in store.group_values(*args, spec.aggregation):
+                lists.setdefault(g, []).append([_iso(bucket), value])
         if lists:
             direct = {names[g]: points for g, points in lists.items()}
     out = []
