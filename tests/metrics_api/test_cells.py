@@ -241,10 +241,18 @@ def test_the_api_answers_percentiles_from_the_cells(client: TestClient) -> None:
     tags = [s["tags"] for s in fresh["series"]]
     assert tags == [{"region": "eu"}, {"region": "us"}, {"region": None}]
     assert len(fresh["series"][0]["points"]) == 48
-    # With a filter the bins answer, as before, and agree.
+    # A filter on the grouping tag keeps whole groups: the cells still answer.
     filtered = {**query, "filters": [{"tag": "region", "value": "eu"}]}
     got = client.post("/api/v1/metrics/query", json=filtered).json()
     assert got["series"] == fresh["series"][:1]
+    # A filter on another tag: the bins answer, and agree with the cells of one group.
+    other = {**query, "group_by": [], "filters": [{"tag": "region", "op": "in", "value": ["us"]}]}
+    assert client.post("/api/v1/metrics/query", json=other).json()["series"] == [
+        {"tags": {}, "points": fresh["series"][1]["points"]}
+    ]
+    # A step that is no level's: the bins answer, 2 h at a time.
+    two = client.post("/api/v1/metrics/query", json={**query, "step": "2h"}).json()
+    assert len(two["series"][0]["points"]) == 24
     scrape = client.get("/metrics").text
     assert "flowdeck_metric_percentiles_stale 0" in scrape
     assert "flowdeck_metric_percentile_buckets_total" in scrape

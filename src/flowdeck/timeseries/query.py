@@ -287,11 +287,12 @@ def run_query(store: MetricsSql, plan: Plan) -> dict[str, Any]:
 
 def _cells_answer(plan: Plan) -> bool:
     """Whether the kept percentiles (``store/metric_cells.py``) answer a percentile query:
-    no filter, at most one tag to group by, and a step that is a level that keeps cells."""
+    at most one tag to group by, filters on that tag only (they keep or drop whole groups),
+    and a step that is a level that keeps cells."""
     spec = plan.spec
     return (
-        not spec.filters
-        and len(spec.group_by) <= 1
+        len(spec.group_by) <= 1
+        and all(f.tag in spec.group_by for f in spec.filters)
         and plan.level in CELL_LEVELS
         and plan.step == plan.level
     )
@@ -313,8 +314,11 @@ def _from_cells(
         plan.end,
         PERCENTILES[spec.aggregation],
     )
+    kept = set(values.values())  # the groups the filters leave
     by_group: dict[Group, list[tuple[int, float]]] = {}
     for value, bucket, quantile in rows:
+        if value not in kept:
+            continue
         group: Group = ((value or None),) if tag else ()
         by_group.setdefault(group, []).append((bucket, quantile))
     return {
