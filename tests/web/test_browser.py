@@ -367,3 +367,19 @@ def test_narrow_screens_do_not_scroll_sideways(browser: Browser, ui_server: str)
         )
     finally:
         context.close()
+
+
+def test_the_api_reference_works_without_the_internet(page: Page, ui_server: str) -> None:
+    """/docs loads Swagger UI from flowdeck's own static files: every request the page
+    makes stays on this server, and the operations are drawn."""
+    elsewhere: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith((ui_server, "data:")) else elsewhere.append(request.url)
+        ),
+    )
+    page.goto("/docs")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    expect(page.locator(".opblock-summary-path", has_text="/api/v1/runs").first).to_be_visible()
+    assert elsewhere == []

@@ -152,6 +152,8 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JSON,
+        docs_url=None,  # served by flowdeck.web from its own copy of Swagger UI
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(IngestFastPath)
