@@ -133,3 +133,57 @@ def test_guessing_pauses_while_it_goes_wrong() -> None:
     for _ in range(100):
         guess.outcome(right=True)
         assert guess.now()
+
+
+def test_the_writer_parses_each_statement_once(tmp_path: Path) -> None:
+    """Commits of the same shape reuse the writer's parsed statements, and what they write
+    is the same as without them."""
+    store = open_store(f"duckdb://{tmp_path / 'flowdeck.duckdb'}")
+    assert isinstance(store, DuckDBStore)
+    store.migrate()
+    writer = Writer(store, clock=FixedClock())
+    writer.start()
+    try:
+        for n in range(1, 3):  # the first commit of a pipeline and of a batch inserts them
+            t = T0 + n * HOUR
+            writer.submit(
+                [run("etl", batch_id="b1", run_id=f"r{n}", started_at=t, ended_at=t)]
+            ).result()
+        parsed = len(store._parsed)
+        for n in range(3, 6):
+            t = T0 + n * HOUR
+            writer.submit(
+                [run("etl", batch_id="b1", run_id=f"r{n}", started_at=t, ended_at=t)]
+            ).result()
+    finally:
+        writer.stop()
+    assert parsed > 0
+    assert len(store._parsed) == parsed  # nothing new to parse
+    assert sorted(stored(store)) == ["r1", "r2", "r3", "r4", "r5"]
+    assert store.get_batch("default", "b1").total == 5
+    assert store.list_pipelines()[0].runs == 5
+    store.close()
+
+
+def test_a_parsed_statement_that_fails_still_names_the_backend(tmp_path: Path) -> None:
+    store = open_store(f"duckdb://{tmp_path / 'flowdeck.duckdb'}")
+    assert isinstance(store, DuckDBStore)
+    store.migrate()
+    for _ in range(2):  # parsed the first time, kept the second
+        with pytest.raises(StoreUnavailable, match="duckdb"), store.write_transaction() as cur:
+            store._q(cur, "SELECT no_such_column FROM runs")
+    with pytest.raises(StoreUnavailable, match="duckdb"), store.write_transaction() as cur:
+        store._q(cur, "SELEC 1")  # a parse error
+    store.close()
+
+
+def test_the_writer_runs_a_text_of_several_statements(tmp_path: Path) -> None:
+    store = open_store(f"duckdb://{tmp_path / 'flowdeck.duckdb'}")
+    assert isinstance(store, DuckDBStore)
+    store.migrate()
+    with store.write_transaction() as cur:
+        store._q(cur, "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2)")
+    with store.reader() as cur:
+        cur.execute("SELECT count(*) FROM t")
+        assert cur.fetchall() == [(2,)]
+    store.close()

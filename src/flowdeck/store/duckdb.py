@@ -20,7 +20,7 @@ from flowdeck.errors import StoreUnavailable
 from flowdeck.pipelines import PipelineKey
 from flowdeck.store.base import BatchKey
 from flowdeck.store.bulk import INCOMING, ColumnarAppend
-from flowdeck.store.cache import WriteCache
+from flowdeck.store.cache import Recent, WriteCache
 from flowdeck.store.sql import BATCH_COLUMNS, PIPELINE_COLUMNS, RUN_COLUMNS, Cursor
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -103,6 +103,11 @@ def _table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
 
 
 _NAMED: Final = re.compile(r"\b(staged_[a-z]+)\b")
+# Parsed statements the writer keeps, by query text: DuckDB's parser takes about half a
+# millisecond for a statement of a thousand characters (the inline staging makes them that
+# long), as much as running it on a small commit's rows. Binding and planning still happen
+# at each execution, so a kept statement sees the schema as it is.
+PARSED_STATEMENTS: Final = 256
 
 
 def path_from_url(url: str) -> str:
@@ -143,6 +148,7 @@ class DuckDBStore(ColumnarAppend):
         # Relations staged inline in the write transaction under way: name -> (its WITH
         # clause, its parameters).
         self._inline: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._parsed: Recent[str, Any] = Recent(PARSED_STATEMENTS)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
@@ -222,19 +228,43 @@ class DuckDBStore(ColumnarAppend):
         self._inline[name] = (f"{name} AS (SELECT {', '.join(unnested)})", params)
 
     def _q(self, cur: Cursor, query: str, params: Mapping[str, Any] | None = None) -> Any:
-        if self._inline and cur is self._writer:
-            staged = [self._inline[n] for n in _NAMED.findall(query) if n in self._inline]
-            if staged:
-                clauses = ", ".join(dict.fromkeys(clause for clause, _ in staged))
-                head = query.lstrip()
-                if head[:4].upper() == "WITH" and head[4:5].isspace():
-                    query = f"WITH {clauses}, {head[5:]}"
-                else:
-                    query = f"WITH {clauses} {head}"
-                params = dict(params or {})
-                for _, values in staged:
-                    params.update(values)
-        return super()._q(cur, query, params)
+        if cur is not self._writer:
+            return super()._q(cur, query, params)
+        if self._inline:
+            query, params = self._with_inline(query, params)
+        try:
+            return cur.execute(self._statement(query), dict(params) if params else None)
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"{self.backend}: {exc}") from exc
+
+    def _with_inline(
+        self, query: str, params: Mapping[str, Any] | None
+    ) -> tuple[str, Mapping[str, Any] | None]:
+        """``query`` with the relations it reads that are staged inline put in front as
+        WITH clauses, and ``params`` with their values."""
+        staged = [self._inline[n] for n in _NAMED.findall(query) if n in self._inline]
+        if not staged:
+            return query, params
+        clauses = ", ".join(dict.fromkeys(clause for clause, _ in staged))
+        head = query.lstrip()
+        if head[:4].upper() == "WITH" and head[4:5].isspace():
+            query = f"WITH {clauses}, {head[5:]}"
+        else:
+            query = f"WITH {clauses} {head}"
+        merged = dict(params or {})
+        for _, values in staged:
+            merged.update(values)
+        return query, merged
+
+    def _statement(self, query: str) -> Any:
+        """The writer's query parsed once (the text itself where it holds several
+        statements, which the driver runs one by one)."""
+        parsed = self._parsed.get(query)
+        if parsed is None:
+            statements = self._writer.extract_statements(self.sql(query))
+            parsed = statements[0] if len(statements) == 1 else self.sql(query)
+            self._parsed.put(query, parsed)
+        return parsed
 
     def close(self, wait: float = 10.0) -> None:
         """Close once the reads under way have finished (at most ``wait`` seconds)."""
