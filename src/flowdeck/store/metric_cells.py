@@ -255,7 +255,8 @@ class MetricCells(abc.ABC):
     ) -> list[tuple[str, int, float]]:
         """The quantile ``q`` (one of CELL_QUANTILES) of a metric per value of ``tag``
         (``WHOLE``: the whole metric) and bucket of ``level`` in [start, end) seconds:
-        rows (value, bucket, quantile), the value ``WHOLE`` for series without the tag.
+        rows (value, bucket, quantile) ordered by value and bucket, the value ``WHOLE`` for
+        series without the tag.
         ``members`` maps each of the metric's series to its value. Fresh buckets come from
         the cells, stale ones from the bins, merged as :meth:`refresh_cells` would."""
         column = CELL_QUANTILES[q]
@@ -272,12 +273,15 @@ class MetricCells(abc.ABC):
             self._q(
                 cur,
                 f"SELECT tag_value, bucket, {column} FROM metric_cells WHERE project = :p "
-                "AND metric = :m AND level = :w AND tag = :t AND bucket >= :a AND bucket < :b",
+                "AND metric = :m AND level = :w AND tag = :t AND bucket >= :a AND bucket < :b "
+                "ORDER BY tag_value, bucket",
                 {"p": project, "m": metric, "w": level, "t": tag, "a": start, "b": end},
             )
-            ready = cur.fetchall()
+            ready: list[tuple[str, int, float]] = cur.fetchall()
+            if not stale:
+                return ready
             skip = set(stale)
-            out = [(r[0], int(r[1]), float(r[2])) for r in ready if int(r[1]) not in skip]
+            out = [r for r in ready if r[1] not in skip]
             if stale:
                 numbers: dict[str, int] = {}
                 groups = {sid: numbers.setdefault(v, len(numbers)) for sid, v in members.items()}
@@ -289,4 +293,4 @@ class MetricCells(abc.ABC):
                         cur, query, groups, level, a, b, level, sketch.quantile_params(qs)
                     ):
                         out.append((names[int(r[0])], int(r[1]), sketch.picks(qs, r[2:])[0]))
-            return out
+            return sorted(out)

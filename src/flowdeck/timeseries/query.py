@@ -11,7 +11,9 @@ level answers; for reported metrics the database finds them (``sketch.quantile_s
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -248,19 +250,16 @@ def run_query(store: MetricsSql, plan: Plan) -> dict[str, Any]:
         names = list(numbers)
         args = (members, plan.level, plan.start, plan.end, plan.step)
         # Rows come ordered by group and bucket: straight into the answer.
-        lists: dict[int, list[list[Any]]] = {}
         if percentile and _cells_answer(plan):
             direct = _from_cells(store, plan, chosen)
         elif percentile:
             # The database finds the quantile: no sketch is read back.
             q = PERCENTILES[spec.aggregation]
-            for g, bucket, value in store.group_quantiles(*args, q):
-                lists.setdefault(g, []).append([_iso(bucket), value])
+            rows = store.group_quantiles(*args, q)
+            direct = {names[g]: points for g, points in _points(rows, plan).items()}
         else:
-            for g, bucket, value in store.group_values(*args, spec.aggregation):
-                lists.setdefault(g, []).append([_iso(bucket), value])
-        if lists:
-            direct = {names[g]: points for g, points in lists.items()}
+            rows = store.group_values(*args, spec.aggregation)
+            direct = {names[g]: points for g, points in _points(rows, plan).items()}
     out = []
     for group in sorted(direct or accs, key=lambda g: tuple((v is None, v or "") for v in g)):
         if direct:
@@ -315,16 +314,21 @@ def _from_cells(
         PERCENTILES[spec.aggregation],
     )
     kept = set(values.values())  # the groups the filters leave
-    by_group: dict[Group, list[tuple[int, float]]] = {}
-    for value, bucket, quantile in rows:
-        if value not in kept:
-            continue
-        group: Group = ((value or None),) if tag else ()
-        by_group.setdefault(group, []).append((bucket, quantile))
     return {
-        group: [[_iso(bucket), quantile] for bucket, quantile in sorted(points)]
-        for group, points in by_group.items()
+        ((value or None),) if tag else (): points
+        for value, points in _points(rows, plan).items()
+        if value in kept
     }
+
+
+def _points(rows: Sequence[Sequence[Any]], plan: Plan) -> dict[Any, list[list[Any]]]:
+    """Rows (group, bucket start in seconds, value), ordered by group and bucket, as the
+    answer's points per group: ``[time, value]`` oldest first."""
+    times = {b: _iso(b) for b in range(plan.start, plan.end, plan.step)}
+    out: dict[Any, list[list[Any]]] = {}
+    for group, members in itertools.groupby(rows, key=operator.itemgetter(0)):
+        out[group] = [[times[r[1]], r[2]] for r in members]
+    return out
 
 
 def _run_series(
