@@ -111,7 +111,10 @@ def assert_same_answers(ms: MetricsSql, name: str) -> None:
 
 def test_bucket_runs_split_where_a_bucket_is_missing() -> None:
     assert list(bucket_runs([], 60)) == []
-    assert list(bucket_runs([0, 60, 120, 300, 360, 600], 60)) == [(0, 180), (300, 420), (600, 660)]
+    buckets = [0, 60, 120, 300, 360, 600]
+    assert list(bucket_runs(buckets, 60, gap=0)) == [(0, 180), (300, 420), (600, 660)]
+    assert list(bucket_runs(buckets, 60, gap=2)) == [(0, 420), (600, 660)]
+    assert list(bucket_runs(buckets, 60, gap=3)) == [(0, 660)]
 
 
 def test_groupings_give_the_whole_metric_and_each_tag() -> None:

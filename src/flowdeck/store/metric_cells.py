@@ -36,6 +36,9 @@ CELL_QUANTILES: Final[Mapping[float, str]] = {0.50: "p50", 0.95: "p95", 0.99: "p
 # The tag of the cells of the whole metric, and the value of the cells of the series that
 # lack the grouping tag (tag keys and values are never empty).
 WHOLE: Final = ""
+# Stale buckets at most this many buckets apart are recomputed by one statement per grouping
+# (sparse series would otherwise cost a statement per bucket).
+MERGE_GAP: Final = 32
 # Series × buckets recomputed per transaction unless the caller says otherwise: the writer
 # thread is busy meanwhile (``timeseries/cells.py`` adapts it to the time a transaction takes).
 CELL_BUDGET: Final = 2_000
@@ -68,11 +71,15 @@ class StaleMetric:
     level: int
 
 
-def bucket_runs(buckets: Sequence[int], width: int) -> Iterator[tuple[int, int]]:
-    """Ranges ``[start, end)`` of consecutive buckets, for sorted distinct bucket starts."""
+def bucket_runs(
+    buckets: Sequence[int], width: int, gap: int = MERGE_GAP
+) -> Iterator[tuple[int, int]]:
+    """Ranges ``[start, end)`` covering sorted distinct bucket starts, one range for buckets
+    at most ``gap`` buckets apart: a range may hold buckets that are not in the list (each
+    range is one statement per grouping; recomputing a fresh bucket gives what it holds)."""
     start = prev = None
     for b in buckets:
-        if prev is not None and b == prev + width:
+        if prev is not None and b - prev <= width * (gap + 1):
             prev = b
             continue
         if start is not None and prev is not None:
@@ -292,5 +299,6 @@ class MetricCells(abc.ABC):
                     for r in self._group_query(
                         cur, query, groups, level, a, b, level, sketch.quantile_params(qs)
                     ):
-                        out.append((names[int(r[0])], int(r[1]), sketch.picks(qs, r[2:])[0]))
+                        if int(r[1]) in skip:  # (a range may hold fresh buckets too)
+                            out.append((names[int(r[0])], int(r[1]), sketch.picks(qs, r[2:])[0]))
             return sorted(out)
