@@ -137,7 +137,9 @@ def test_static_files_are_served(client: TestClient) -> None:
 def test_a_pages_stream_starts_where_the_page_read_its_data(client: TestClient) -> None:
     """Changes that land while the page renders are replayed to it, not missed."""
     bus = client.app.state.services.bus  # type: ignore[attr-defined]
-    before = bus.last_event_id
+    # Read on the loop, as the property asks: the fixture's commit hands its change to the
+    # loop from the writer thread, and that may not have happened yet on this thread's clock.
+    before = client.portal.call(lambda: bus.last_event_id)  # type: ignore[union-attr]
     page = client.get("/", headers=HTML).text
     assert f"last_event_id={before}" in page
     assert f"topics=alert&amp;last_event_id={before}" in page
