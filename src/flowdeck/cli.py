@@ -14,6 +14,7 @@ import uvicorn
 from flowdeck import __version__
 from flowdeck.api.app import Companion, create_app
 from flowdeck.errors import FlowdeckError
+from flowdeck.heap import settled_heap
 from flowdeck.settings import Settings
 from flowdeck.store import check_url
 
@@ -52,7 +53,8 @@ def _serve(
         "(API under /api/v1, OpenAPI at /openapi.json)",
         err=True,
     )
-    app = create_app(settings, companions=companions, database_file=database_file)
+    # The heap settles last, once everything the server starts with exists.
+    app = create_app(settings, companions=[*companions, settled_heap], database_file=database_file)
     try:
         uvicorn.run(
             app,
