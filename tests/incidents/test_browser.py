@@ -54,15 +54,17 @@ def report(base: str, enrich_queue: float) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def wait_for(base: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
+def wait_for(base: str, state: str, reading: str = "", timeout: float = 20.0) -> dict[str, Any]:
+    """The newest incident once it is in ``state`` and its reading holds ``reading`` (an
+    incident opened on an earlier report takes the next one at a later tick)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         items = httpx2.get(f"{base}/api/v1/incidents", timeout=30).json()["items"]
-        if items and items[0]["state"] == state:
+        if items and items[0]["state"] == state and reading in items[0]["reading"]:
             found: dict[str, Any] = items[0]
             return found
         time.sleep(0.2)
-    raise AssertionError(f"no {state} incident within {timeout} s")
+    raise AssertionError(f"no {state} incident reading {reading!r} within {timeout} s")
 
 
 def test_an_incident_opens_shows_and_closes_live(browser: Browser, base: str) -> None:
@@ -76,7 +78,7 @@ def test_an_incident_opens_shows_and_closes_live(browser: Browser, base: str) ->
         report(base, 2600)
         time.sleep(1.2)
         report(base, 2700)
-        incident = wait_for(base, "open")
+        incident = wait_for(base, "open", reading="2,700 events wait")
         # The list hears of it over the stream, without a reload.
         item = page.locator(f"[data-incident='{incident['id']}']")
         expect(item).to_contain_text("Queue overflow at enrich", timeout=10_000)
