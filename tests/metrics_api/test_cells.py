@@ -25,9 +25,11 @@ from flowdeck.store.metric_cells import (
     StaleMetric,
     bucket_runs,
     groupings,
+    numbered,
+    tag_values,
 )
 from flowdeck.store.metrics_sql import MetricsSql
-from tests.metrics_api.conftest import batch_of
+from tests.metrics_api.conftest import batch_of, store_at_version
 
 T0 = 1_763_596_800  # 2025-11-20T00:00:00Z, a Thursday
 NOW = datetime(2025, 11, 23, tzinfo=UTC)
@@ -71,11 +73,7 @@ def from_bins(
     ms: MetricsSql, name: str, tag: str, level: int, q: float
 ) -> set[tuple[str, int, float]]:
     """The same answer through the bins of every bucket (``group_quantiles``)."""
-    series = ms.list_metric_series("default", name)
-    values = {sid: tags.get(tag, WHOLE) if tag else WHOLE for sid, tags in series.items()}
-    numbers: dict[str, int] = {}
-    members = {sid: numbers.setdefault(v, len(numbers)) for sid, v in values.items()}
-    names = list(numbers)
+    members, names = numbered(tag_values(ms.list_metric_series("default", name), tag))
     rows = ms.group_quantiles(members, level, 0, 4_000_000_000, level, q)
     return {(names[g], bucket, value) for g, bucket, value in rows}
 
@@ -83,8 +81,7 @@ def from_bins(
 def from_cells(
     ms: MetricsSql, name: str, tag: str, level: int, q: float
 ) -> set[tuple[str, int, float]]:
-    series = ms.list_metric_series("default", name)
-    values = {sid: tags.get(tag, WHOLE) if tag else WHOLE for sid, tags in series.items()}
+    values = tag_values(ms.list_metric_series("default", name), tag)
     return set(ms.cell_quantiles("default", name, tag, values, level, 0, 4_000_000_000, q))
 
 
@@ -193,12 +190,8 @@ def test_retention_drops_cells_and_marks(store: Store) -> None:
 
 @pytest.fixture
 def version_9(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    with monkeypatch.context() as patch:
-        patch.setattr(schema_mod, "LATEST", 9)
-        old = open_store(db_url)
-        assert old.migrate() == 9
-    yield old
-    old.close()
+    with store_at_version(db_url, 9, monkeypatch) as old:
+        yield old
 
 
 def test_version_10_marks_the_rollups_stale(version_9: Store, db_url: str) -> None:

@@ -20,6 +20,7 @@ from flowdeck.store import Store, open_store
 from flowdeck.store import schema as schema_mod
 from flowdeck.store.metrics_sql import BIN_TABLES, MetricsSql
 from flowdeck.timeseries import sketch
+from tests.metrics_api.conftest import store_at_version
 
 HOUR = 3_600
 T0 = 1_763_596_800  # 2025-11-20T00:00:00Z
@@ -138,12 +139,8 @@ def test_no_series_and_no_data_give_no_rows(store: Store) -> None:
 @pytest.fixture
 def version_8(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     """A database at schema version 8: the bins of every level in ``metric_sketch_bins``."""
-    with monkeypatch.context() as patch:
-        patch.setattr(schema_mod, "LATEST", 8)
-        old = open_store(db_url)
-        assert old.migrate() == 8
-    yield old
-    old.close()
+    with store_at_version(db_url, 8, monkeypatch) as old:
+        yield old
 
 
 def test_version_9_moves_the_bins_into_a_table_per_level(version_8: Store, db_url: str) -> None:

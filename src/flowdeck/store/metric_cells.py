@@ -18,18 +18,17 @@ either way, only its cost differs.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
-
-import orjson
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from flowdeck.timeseries import sketch
 
 if TYPE_CHECKING:
     from flowdeck.store.sql import Cursor
 
+K = TypeVar("K", bound=Hashable)
 # The levels that keep cells (seconds) and the quantiles each cell holds.
 CELL_LEVELS: Final = (300, 3_600, 86_400)
 CELL_QUANTILES: Final[Mapping[float, str]] = {0.50: "p50", 0.95: "p95", 0.99: "p99"}
@@ -89,20 +88,24 @@ def bucket_runs(
         yield start, prev + width
 
 
+def tag_values(series: Mapping[int, Mapping[str, str]], tag: str) -> dict[int, str]:
+    """series_id → its value of ``tag`` (``WHOLE`` for the whole metric and for series
+    without the tag): the groups of the cells of ``tag``."""
+    return {sid: tags.get(tag, WHOLE) if tag else WHOLE for sid, tags in series.items()}
+
+
 def groupings(series: Mapping[int, Mapping[str, str]]) -> dict[str, dict[int, str]]:
-    """Per grouping (``WHOLE`` and each tag key of the series): series_id → its group's
-    value (``WHOLE`` for the whole metric and for series without the tag)."""
+    """Per grouping (``WHOLE`` and each tag key of the series): :func:`tag_values`."""
     keys = sorted({k for tags in series.values() for k in tags})
-    out: dict[str, dict[int, str]] = {WHOLE: dict.fromkeys(series, WHOLE)}
-    for key in keys:
-        out[key] = {sid: tags.get(key, WHOLE) for sid, tags in series.items()}
-    return out
+    return {tag: tag_values(series, tag) for tag in (WHOLE, *keys)}
 
 
-def _tags(value: Any) -> dict[str, str]:
-    if isinstance(value, str | bytes):
-        return dict(orjson.loads(value))
-    return dict(value or {})
+def numbered(values: Mapping[int, K]) -> tuple[dict[int, int], list[K]]:
+    """series_id → group number for series_id → group value (numbered in the order they
+    come), and the values by number."""
+    numbers: dict[K, int] = {}
+    members = {sid: numbers.setdefault(v, len(numbers)) for sid, v in values.items()}
+    return members, list(numbers)
 
 
 class MetricCells(abc.ABC):
@@ -137,6 +140,10 @@ class MetricCells(abc.ABC):
     def _metric_staging(self, cur: Cursor) -> AbstractContextManager[Any]: ...
 
     @abc.abstractmethod
+    def _series_tags(self, cur: Cursor, project: str, name: str) -> dict[int, dict[str, str]]:
+        """Every series of a metric, read on ``cur``: series_id → tags."""
+
+    @abc.abstractmethod
     def _bins_query(self, level: int) -> str:
         """The SQL of a level's bins merged per group and step bucket (``{members}``)."""
 
@@ -166,12 +173,7 @@ class MetricCells(abc.ABC):
         with self.write_transaction() as cur:
             self.lock_writes(cur)
             # Read in the transaction: the cells are of exactly the series whose marks go.
-            self._q(
-                cur,
-                "SELECT series_id, tags FROM metric_series WHERE project = :p AND name = :m",
-                key,
-            )
-            series = {int(r[0]): _tags(r[1]) for r in cur.fetchall()}
+            series = self._series_tags(cur, stale.project, stale.metric)
             limit = max(1, budget // max(1, len(series)))
             self._q(
                 cur,
@@ -185,9 +187,7 @@ class MetricCells(abc.ABC):
             rows: list[tuple[Any, ...]] = []
             ranges = list(bucket_runs(buckets, width))
             for tag, values in groupings(series).items():
-                numbers: dict[str, int] = {}
-                members = {sid: numbers.setdefault(v, len(numbers)) for sid, v in values.items()}
-                names = list(numbers)
+                members, names = numbered(values)
                 for a, b in ranges:
                     for g, sb, *quantiles in self._cell_quantiles(cur, members, width, a, b):
                         rows.append(
@@ -289,16 +289,10 @@ class MetricCells(abc.ABC):
                 return ready
             skip = set(stale)
             out = [r for r in ready if r[1] not in skip]
-            if stale:
-                numbers: dict[str, int] = {}
-                groups = {sid: numbers.setdefault(v, len(numbers)) for sid, v in members.items()}
-                names = list(numbers)
-                qs = [q]
-                query = sketch.quantile_sql(self._bins_query(level))
-                for a, b in bucket_runs(stale, level):
-                    for r in self._group_query(
-                        cur, query, groups, level, a, b, level, sketch.quantile_params(qs)
-                    ):
-                        if int(r[1]) in skip:  # (a range may hold fresh buckets too)
-                            out.append((names[int(r[0])], int(r[1]), sketch.picks(qs, r[2:])[0]))
+            groups, names = numbered(members)
+            at = list(CELL_QUANTILES).index(q)
+            for a, b in bucket_runs(stale, level):
+                for g, sb, *quantiles in self._cell_quantiles(cur, groups, level, a, b):
+                    if sb in skip:  # (a range may hold fresh buckets too)
+                        out.append((names[g], sb, quantiles[at]))
             return sorted(out)

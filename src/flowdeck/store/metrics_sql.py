@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -179,18 +179,7 @@ class MetricsSql(MetricCells, abc.ABC):
 
     backend: str
     driver_errors: ClassVar[tuple[type[BaseException], ...]]
-
-    @abc.abstractmethod
-    def _q(self, cur: Cursor, query: str, params: Mapping[str, Any] | None = None) -> Any: ...
-
-    @abc.abstractmethod
-    def reader(self) -> AbstractContextManager[Cursor]: ...
-
-    @abc.abstractmethod
-    def write_transaction(self) -> AbstractContextManager[Cursor]: ...
-
-    @abc.abstractmethod
-    def lock_writes(self, cur: Cursor) -> None: ...
+    # _q, reader, write_transaction and lock_writes: declared by MetricCells.
 
     # -- staging (the one place the backends differ here) --------------------------------
     @contextmanager
@@ -391,13 +380,15 @@ class MetricsSql(MetricCells, abc.ABC):
     def list_metric_series(self, project: str, name: str) -> dict[int, dict[str, str]]:
         """Every series of a metric: series_id → tags."""
         with self.reader() as cur:
-            self._q(
-                cur,
-                "SELECT series_id, tags FROM metric_series "
-                "WHERE project = :project AND name = :name",
-                {"project": project, "name": name},
-            )
-            return {int(r[0]): _json(r[1]) for r in cur.fetchall()}
+            return self._series_tags(cur, project, name)
+
+    def _series_tags(self, cur: Cursor, project: str, name: str) -> dict[int, dict[str, str]]:
+        self._q(
+            cur,
+            "SELECT series_id, tags FROM metric_series WHERE project = :project AND name = :name",
+            {"project": project, "name": name},
+        )
+        return {int(r[0]): _json(r[1]) for r in cur.fetchall()}
 
     def summarize_groups(
         self, members: Mapping[int, int], level: int, start: int, end: int, step: int

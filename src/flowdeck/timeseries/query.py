@@ -24,7 +24,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from flowdeck.errors import FieldProblem, InvalidInput
-from flowdeck.store.metric_cells import CELL_LEVELS, WHOLE
+from flowdeck.store.metric_cells import CELL_LEVELS, WHOLE, numbered, tag_values
 from flowdeck.store.metrics_sql import LEVELS, MetricsSql
 from flowdeck.timeseries import sketch
 from flowdeck.timeseries.batches import BATCH_METRICS, MAX_BATCHES, batch_tags
@@ -242,12 +242,9 @@ def run_query(store: MetricsSql, plan: Plan) -> dict[str, Any]:
         series = store.list_metric_series(spec.project, spec.metric)
         chosen = {sid: t for sid, t in series.items() if all(f.matches(t) for f in spec.filters)}
         # The database adds up the series of each group: rows are groups × buckets.
-        numbers: dict[Group, int] = {}
-        members = {
-            sid: numbers.setdefault(_group(t, spec.group_by), len(numbers))
-            for sid, t in sorted(chosen.items())
-        }
-        names = list(numbers)
+        members, names = numbered(
+            {sid: _group(t, spec.group_by) for sid, t in sorted(chosen.items())}
+        )
         args = (members, plan.level, plan.start, plan.end, plan.step)
         # Rows come ordered by group and bucket: straight into the answer.
         if percentile and _cells_answer(plan):
@@ -302,7 +299,7 @@ def _from_cells(
 ) -> dict[Group, list[list[Any]]]:
     spec = plan.spec
     tag = spec.group_by[0] if spec.group_by else WHOLE
-    values = {sid: tags.get(tag, WHOLE) if tag else WHOLE for sid, tags in series.items()}
+    values = tag_values(series, tag)
     rows = store.cell_quantiles(
         spec.project,
         spec.metric,
