@@ -202,18 +202,24 @@ ORDER BY {list(RUN_COLUMNS).index("created_at") + 1}
     return sql
 
 
-def runs_indexes() -> list[tuple[str, str]]:
-    """(name, CREATE INDEX statement) of every secondary index on ``runs`` in flowdeck's
-    migrations: dropped before the bulk load and created again after it."""
+def runs_indexes(backend: str) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX statement) of every secondary index on ``runs`` that flowdeck's
+    migrations leave on ``backend``: dropped before the bulk load and created again after it."""
     from flowdeck.store import schema
 
-    out: list[tuple[str, str]] = []
+    out: dict[str, str] = {}
     for version in sorted(schema.MIGRATIONS):
         for statement in schema.MIGRATIONS[version]:
+            if isinstance(statement, schema.OnlyOn):
+                if statement.backend != backend:
+                    continue
+                statement = statement.statement
             words = statement.split()
             if words[:2] == ["CREATE", "INDEX"] and words[3:5] == ["ON", "runs"]:
-                out.append((words[2], statement))
-    return out
+                out[words[2]] = statement
+            elif words[:2] == ["DROP", "INDEX"]:
+                out.pop(words[2], None)
+    return list(out.items())
 
 
 def has_table(cur: Any, name: str) -> bool:
@@ -263,7 +269,7 @@ def load_duckdb(path: str, defs: Sequence[BatchDef], n_runs: int) -> None:
 
     migrate(f"duckdb:///{path}")
     con = duckdb.connect(path)
-    for name, _ in runs_indexes():
+    for name, _ in runs_indexes("duckdb"):
         con.execute(f"DROP INDEX IF EXISTS {name}")
     bdef = pa.table(
         {
@@ -289,7 +295,7 @@ def load_duckdb(path: str, defs: Sequence[BatchDef], n_runs: int) -> None:
             _progress(done, n_runs, t0)
     _progress(done, n_runs, t0)
     con.execute("DROP TABLE bench_bdef")
-    step("  secondary indexes", lambda: [con.execute(sql) for _, sql in runs_indexes()])
+    step("  secondary indexes", lambda: [con.execute(sql) for _, sql in runs_indexes("duckdb")])
     step("  batches aggregates", lambda: con.execute(AGGREGATE_BATCHES))
     recount = pipelines_recount_sql()
     if recount is not None and has_table(con, "pipelines"):
@@ -309,7 +315,7 @@ def load_postgres(url: str, defs: Sequence[BatchDef], n_runs: int, workers: int)
 
     migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
-        for name, _ in runs_indexes():
+        for name, _ in runs_indexes("postgresql"):
             conn.execute(f"DROP INDEX IF EXISTS {name}")
         conn.execute("ALTER TABLE runs DROP CONSTRAINT IF EXISTS runs_pkey")
         conn.execute(
@@ -358,7 +364,8 @@ def load_postgres(url: str, defs: Sequence[BatchDef], n_runs: int, workers: int)
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("DROP TABLE bench_bdef")
         step("  primary key", lambda: conn.execute("ALTER TABLE runs ADD PRIMARY KEY (run_id)"))
-        step("  secondary indexes", lambda: [conn.execute(sql) for _, sql in runs_indexes()])
+        indexes = runs_indexes("postgresql")
+        step("  secondary indexes", lambda: [conn.execute(sql) for _, sql in indexes])
         step("  batches aggregates", lambda: conn.execute(AGGREGATE_BATCHES))
         recount = pipelines_recount_sql()
         with conn.cursor() as cur:
@@ -469,9 +476,13 @@ def verify_and_probe(url: str, facts: Facts, report: Report) -> None:
         sample = {b.key: b for b in [*recent, *old[:8]]}
         sample[("default", facts.big_batch)] = store.get_batch("default", facts.big_batch)
         anchor = store.get_run(facts.sample_run)
+        with store.reader() as cur:
+            anchor_record = store._stored_runs(cur, [anchor.run_id])[anchor.run_id]
 
         def plan(existing: dict[str, Any]) -> WritePlan:
-            return WritePlan([existing[anchor.run_id]], set(sample))
+            # The writer may first guess the run is new (existing is then empty): writing
+            # it as new fails on the stored one, and the writer looks it up and plans again.
+            return WritePlan([existing.get(anchor.run_id, anchor_record)], set(sample))
 
         t0 = time.perf_counter()
         refreshed = store.upsert_runs([anchor.run_id], plan)

@@ -16,6 +16,7 @@ from flowdeck.pipelines import recount
 from flowdeck.runs import RunRecord
 from flowdeck.store import BatchQuery, RunQuery, Store, WritePlan, open_store
 from flowdeck.store import schema as schema_mod
+from flowdeck.store.sql import SqlStore
 from tests.conftest import T0, FixedClock, run
 from tests.test_tallies import count
 
@@ -42,6 +43,48 @@ def test_a_newer_schema_is_refused(
     finally:
         if other is not store:
             other.close()
+
+
+def _runs_indexes(store: Store) -> set[str]:
+    query = (
+        "SELECT index_name FROM duckdb_indexes() WHERE table_name = 'runs'"
+        if store.backend == "duckdb"
+        else "SELECT indexname FROM pg_indexes "
+        "WHERE tablename = 'runs' AND indexname <> 'runs_pkey'"
+    )
+    assert isinstance(store, SqlStore)
+    with store.reader() as cur:
+        cur.execute(query)
+        return {row[0] for row in cur.fetchall()}
+
+
+def test_runs_keep_secondary_indexes_only_where_they_are_read(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Migration 11 drops them on DuckDB (it scans with zone maps), PostgreSQL reads through them.
+    with monkeypatch.context() as patch:
+        patch.setattr(schema_mod, "LATEST", 10)
+        old = open_store(db_url)
+        assert old.migrate() == 10
+    try:
+        assert _runs_indexes(old) == {"runs_batch", "runs_pipeline"}
+        w = Writer(old, clock=FixedClock())
+        w.start()
+        try:
+            w.submit([run(pipeline="a"), run(pipeline="b", status="FAILED")]).result()
+        finally:
+            w.stop()
+    finally:
+        old.close()
+    store = open_store(db_url)
+    try:
+        assert store.migrate() == schema_mod.LATEST
+        expected = set() if store.backend == "duckdb" else {"runs_batch", "runs_pipeline"}
+        assert _runs_indexes(store) == expected
+        batch = store.get_batch("default", "b1")
+        assert (batch.total, batch.failed) == (2, 1)
+    finally:
+        store.close()
 
 
 def test_a_run_round_trips_every_field(store: Store, writer: Writer) -> None:

@@ -322,6 +322,10 @@ class SqlStore(MetricsSql, Store):
                 )
             for version in range(current + 1, schema.LATEST + 1):
                 for statement in schema.MIGRATIONS[version]:
+                    if isinstance(statement, schema.OnlyOn):
+                        if statement.backend != self.backend:
+                            continue
+                        statement = statement.statement
                     self._q(cur, statement.format(**self.types))
                 self._q(
                     cur,
