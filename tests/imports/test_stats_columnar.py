@@ -110,6 +110,8 @@ stats_texts = st.one_of(
             '  {"scd2_new": 3}  ',
             '{"scd2_new": "1\\u0663"}',
             "{}",
+            '{"scd2_new": 3,}',
+            '{"sku": [1, 2,]}',
         ]
     ),
     st.none(),
@@ -211,6 +213,22 @@ def test_columns_of_types_it_does_not_read_leave_the_file_to_python() -> None:
     table = pa.table({"process_queue_id": [1], "data_contract_name": ["a"], "rows_read": [True]})
     assert parse_columns(table) is None
     assert parse_columns(pa.table({"data_contract_name": ["a"]})) is None  # a column missing
+
+
+def test_a_column_of_a_type_its_reader_does_not_take_leaves_the_file_to_python() -> None:
+    # A timestamp is a type the reader knows, but not as env: the rows are read (and
+    # rejected, with the reason) row by row instead of the reader failing.
+    table = pa.table(
+        {
+            "process_queue_id": [1, 2],
+            "data_contract_name": ["a", "b"],
+            "env": pa.array([datetime(2026, 1, 1), None], pa.timestamp("us")),
+        }
+    )
+    assert parse_columns(table) is None
+    parsed = parse_table(table)
+    assert [(r.row, r.column) for r in parsed.rejected] == [(1, "env")]
+    assert parsed.runs == 1
 
 
 def test_zoned_timestamps_and_reruns() -> None:

@@ -44,6 +44,7 @@ from flowdeck.runs import DEFAULT_ENV, DEFAULT_PROJECT
 SOURCE: Final = "stats_rows"
 _MAX_COUNT: Final = 2**62
 _MAX_EXACT: Final = 2**53  # a double holds every whole number up to here
+_YEAR_1000: Final = "TIMESTAMPTZ '1000-01-01 00:00:00+00'"
 # A name whose first and last characters are printable ASCII (``str.strip`` would keep
 # it as it is) of at most MAX_NAME characters.
 _PLAIN_NAME: Final = "(?s)[!-~](.*[!-~])?"
@@ -52,8 +53,9 @@ _PLAIN_TIME: Final = (
     r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?"
 )
 # custom_stats text that could read differently in Python: big or far numbers, escapes
-# (which could spell recorded_at), and recorded_at itself (the timestamp column's).
-_ODD_STATS: Final = r'[0-9]{16}|[eE][+-]?[0-9]{3}|\\u|"recorded_at"'
+# (which could spell recorded_at), recorded_at itself (the timestamp column's), and a
+# trailing comma (DuckDB's JSON reader takes one, Python's refuses it).
+_ODD_STATS: Final = r'[0-9]{16}|[eE][+-]?[0-9]{3}|\\u|"recorded_at"|,\s*[}\]]'
 
 Sql = tuple[str, str]  # (value, the value is one read exactly as Python would)
 
@@ -100,11 +102,12 @@ def _time(c: str, kind: str) -> Sql:
         value = f"TRY_CAST({c} AS TIMESTAMPTZ)"
         plain = f"regexp_full_match({c}, '{_PLAIN_TIME}')"
     elif kind == "timestamp":
-        value, plain = f"CAST({c} AS TIMESTAMPTZ)", "true"
+        # The same instant as a cast, without the cast's time zone work (ICU's, per row).
+        value, plain = f"make_timestamptz(epoch_us({c}))", "true"
     else:
         raise Unsupported(kind)
     # Years before 1000 are left to Python (its text of them is padded).
-    return value, f"({c} IS NULL OR ({plain} AND year({value}) >= 1000))"
+    return value, f"({c} IS NULL OR ({plain} AND {value} >= {_YEAR_1000}))"
 
 
 def _count(c: str, kind: str) -> Sql:
@@ -136,19 +139,34 @@ def _number(c: str, kind: str) -> Sql:
     raise Unsupported(kind)
 
 
+def _stats_keys(kind: str) -> str:
+    """The keys of a custom_stats value that is a plain object, else NULL: the JSON
+    functions parse the text each time, so this is done once, before the readers."""
+    if kind != "string":
+        return "NULL::VARCHAR[]"
+    c = '"custom_stats"'
+    return (
+        f"CASE WHEN json_valid({c}) AND json_type({c}) = 'OBJECT'"
+        f" AND NOT regexp_matches({c}, '{_ODD_STATS}') THEN json_keys({c}) END"
+    )
+
+
+# No key twice (Python would keep the last value, DuckDB reads the first). Most objects
+# have at most two keys: a CASE spares them the list work (OR would not).
+_UNIQUE_KEYS: Final = (
+    "CASE WHEN stats_keys IS NULL THEN false WHEN len(stats_keys) < 2 THEN true"
+    " WHEN len(stats_keys) = 2 THEN stats_keys[1] <> stats_keys[2]"
+    " ELSE len(stats_keys) = list_unique(stats_keys) END"
+)
+
+
 def _stats(c: str, kind: str) -> Sql:
     if kind == "null":
         return "NULL::VARCHAR", "true"
     if kind != "string":
         raise Unsupported(kind)
-    keys = f"json_keys({c})"
-    plain = (
-        f"CASE WHEN json_valid({c}) AND json_type({c}) = 'OBJECT'"
-        f" THEN NOT regexp_matches({c}, '{_ODD_STATS}')"
-        f" AND len({keys}) = len(list_distinct({keys})) ELSE false END"
-    )
     # Only a plain object is read on (the JSON functions fail on anything else).
-    return f"CASE WHEN {plain} THEN {c} END", f"({c} IS NULL OR {plain})"
+    return f"CASE WHEN stats_plain THEN {c} END", f"({c} IS NULL OR stats_plain)"
 
 
 _READERS: Final[dict[str, Callable[[str, str], Sql]]] = {
@@ -182,10 +200,12 @@ _FIELDS: Final = {
     "write_throughput": "write_throughput_rows_per_sec",
     "given_stats": "custom_stats",
 }
-# The text Python's ``isoformat().replace("+00:00", "Z")`` gives a UTC timestamp.
+# The text Python's ``isoformat().replace("+00:00", "Z")`` gives a UTC timestamp, formatted
+# as a TIMESTAMP of the same (UTC) reading: a TIMESTAMPTZ would be formatted through ICU.
+_UTC: Final = "make_timestamp(epoch_us(recorded))"
 _ISO: Final = (
-    "strftime(recorded, CASE WHEN microsecond(recorded) % 1000000 = 0 THEN '%Y-%m-%dT%H:%M:%S' "
-    "ELSE '%Y-%m-%dT%H:%M:%S.%f' END) || 'Z'"
+    f"CASE WHEN epoch_us(recorded) % 1000000 = 0 THEN strftime({_UTC}, '%Y-%m-%dT%H:%M:%S')"
+    f" ELSE strftime({_UTC}, '%Y-%m-%dT%H:%M:%S.%f') END || 'Z'"
 )
 
 
@@ -200,9 +220,13 @@ def _query(kinds: dict[str, str]) -> str:
     readable = "'ps:' || project || ':' || env || ':' || batch_id || ':' || pipeline"
     rec = "'\"recorded_at\": \"' || recorded_text || '\"}'"
     return f"""
-WITH typed AS (
+WITH parsed AS (
+    SELECT *, {_stats_keys(kinds.get("custom_stats", "null"))} AS stats_keys FROM {SOURCE}
+), unique_keys AS (
+    SELECT *, {_UNIQUE_KEYS} AS stats_plain FROM parsed
+), typed AS (
     SELECT row_no, {" AND ".join(plains)} AS read_plain, {", ".join(values)}
-    FROM {SOURCE}
+    FROM unique_keys
 ), named AS (
     SELECT * EXCLUDE (env_given), $project AS project,
         coalesce(env_given, $env) AS env,
@@ -212,8 +236,9 @@ WITH typed AS (
     SELECT *,
         CASE WHEN length({readable}) <= {MAX_NAME} THEN {readable}
              ELSE 'ps:' || sha256({key})[:40] END AS run_id,
+        -- (an object with a key has a quote in its text)
         CASE WHEN recorded IS NULL THEN given_stats
-             WHEN given_stats IS NULL OR json_keys(given_stats) = [] THEN '{{' || {rec}
+             WHEN given_stats IS NULL OR NOT contains(given_stats, '"') THEN '{{' || {rec}
              ELSE regexp_replace(given_stats, '\\}}\\s*$', ', ' || {rec}) END AS cs
     FROM named
 ), stats AS (
@@ -256,6 +281,8 @@ def read_stats_columns(table: pa.Table, project: str, env: str) -> StatsColumns 
             for name in table.column_names
             if name in STATS_COLUMNS
         }
+        # A type may be known but not where it stands (a timestamp as env…).
+        query = _query(kinds)
     except Unsupported:
         return None
     names = [n for n in table.column_names if n in STATS_COLUMNS]
@@ -265,7 +292,7 @@ def read_stats_columns(table: pa.Table, project: str, env: str) -> StatsColumns 
     db = _reader.db
     db.register(SOURCE, source)
     try:
-        result = db.sql(_query(kinds), params={"project": project, "env": env}).to_arrow_table()
+        result = db.sql(query, params={"project": project, "env": env}).to_arrow_table()
     except duckdb.Error:
         return None
     finally:
