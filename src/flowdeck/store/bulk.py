@@ -84,8 +84,7 @@ WITH inc AS (
     SELECT {_KEY}, count(*) AS n,
         max(o) AS last, arg_max(status, o) AS last_status,
         max(o) FILTER (WHERE status = 'SUCCESS') AS success,
-        arg_max(coalesce(ended_at, t), o) FILTER (WHERE status = 'SUCCESS') AS success_end,
-        list(row(run_id, t)) FILTER (WHERE status = 'FAILED') AS failed
+        arg_max(coalesce(ended_at, t), o) FILTER (WHERE status = 'SUCCESS') AS success_end
     FROM inc GROUP BY {_KEY}
 ), agg AS (
     SELECT i.project, i.pipeline, i.env,
@@ -94,7 +93,12 @@ WITH inc AS (
         ) AS failed_after_new_success,
         count(*) FILTER (
             WHERE i.status = 'FAILED' AND (p.last_success_t IS NULL OR i.t > p.last_success_t)
-        ) AS failed_after_stored_success
+        ) AS failed_after_stored_success,
+        -- Only those after the new success can be in the streak (its last success is that
+        -- one or a later stored one), so a large file's other failures are not read back.
+        list(row(i.run_id, i.t)) FILTER (
+            WHERE i.status = 'FAILED' AND (b.success IS NULL OR i.t > b.success[1])
+        ) AS failed
     FROM inc i
     JOIN best b ON {_SAME.format(a="b", b="i")}
     LEFT JOIN pipelines p ON {_SAME.format(a="p", b="i")}
@@ -103,7 +107,7 @@ WITH inc AS (
 SELECT b.project, b.pipeline, b.env, b.n,
     b.last[2], b.last[1], b.last_status,
     b.success[2], b.success[1], b.success_end,
-    agg.failed_after_new_success, agg.failed_after_stored_success, b.failed,
+    agg.failed_after_new_success, agg.failed_after_stored_success, agg.failed,
     {", ".join(f"p.{c}" for c in PIPELINE_COLUMNS)}
 FROM best b
 JOIN agg ON {_SAME.format(a="agg", b="b")}
@@ -121,7 +125,7 @@ class PipelineDelta:
     success: tuple[datetime, str, datetime] | None  # (t, run_id, ended) of its latest new success
     failed_after_new_success: int
     failed_after_stored_success: int
-    failed: Streak  # the new failed runs (run_id -> start)
+    failed: Streak  # the new failed runs after its latest new success (run_id -> start)
     stored: PipelineState | None
 
 
