@@ -10,6 +10,7 @@ general path, whose merge knows what to do with a run it has seen before.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -50,22 +51,24 @@ _STATUS_COUNTS: Final = ", ".join(
     f"count(*) FILTER (WHERE status = '{s}') AS {c}" for s, c in STATUS_COUNT.items()
 )
 _ADDED: Final = ("total", *STATUS_COUNT.values(), *SUMMED, "dq_warning_processes")
+INCOMING_SUMS: Final = "incoming_batch_sums"
+# What the new runs add to each batch they touch (read beside the INSERT: see append_runs).
+_BATCH_SUMS: Final = f"""
+SELECT project, batch_id, min(env) AS env, min(started_at) AS started_at,
+    max(ended_at) AS ended_at, count(*) AS total,
+    {_STATUS_COUNTS},
+    {", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in SUMMED)},
+    count(*) FILTER (WHERE dq_errors > 0.01 * coalesce(rows_read, 0)) AS dq_warning_processes
+FROM {INCOMING} GROUP BY project, batch_id
+"""
 _ADD_TO_BATCHES: Final = f"""
 INSERT INTO batches ({", ".join(BATCH_COLUMNS)})
-WITH a AS (
-    SELECT project, batch_id, min(env) AS env, min(started_at) AS started_at,
-        max(ended_at) AS ended_at, count(*) AS total,
-        {_STATUS_COUNTS},
-        {", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in SUMMED)},
-        count(*) FILTER (WHERE dq_errors > 0.01 * coalesce(rows_read, 0)) AS dq_warning_processes
-    FROM {INCOMING} GROUP BY project, batch_id
-)
 SELECT a.project, a.batch_id, least(a.env, b.env), least(a.started_at, b.started_at),
     greatest(a.ended_at, b.ended_at),
     coalesce(least(a.started_at, b.started_at), least(b.sort_at, :now)),
     {", ".join(f"a.{c} + coalesce(b.{c}, 0)" for c in _ADDED)},
     :now
-FROM a LEFT JOIN batches b ON a.project = b.project AND a.batch_id = b.batch_id
+FROM {INCOMING_SUMS} a LEFT JOIN batches b ON a.project = b.project AND a.batch_id = b.batch_id
 ON CONFLICT (project, batch_id) DO UPDATE SET
 {", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c not in ("project", "batch_id"))}
 RETURNING {", ".join(BATCH_COLUMNS)}
@@ -211,11 +214,19 @@ class ColumnarAppend(SqlStore):
     """A store that can take new runs as an Arrow table (the DuckDB file: Arrow tables are
     registered with the connection and read in place)."""
 
+    # One thread (so one reader cursor) for what is read beside an append.
+    side_reads: ThreadPoolExecutor
+
     def append_runs(self, table: pa.Table, now: datetime) -> list[BatchRow]:
         """Store a table of new runs (``ingest.columnar.COLUMNS``) created ``now``; returns
         the batches they touched. RunsExist (nothing written) when a run_id is stored already
         or is twice in the table."""
         cache = self._write_cache if self.exclusive_writer else None
+        # DuckDB appends on one thread: what the new runs add to their pipelines and batches
+        # is read meanwhile, on a reader cursor and the other core. It reads the new runs
+        # and the committed pipelines, which this transaction has not changed before it
+        # uses the answer (this writer is the only one).
+        added = self.side_reads.submit(self._read_additions, table, now)
         try:
             with self.write_transaction() as cur:
                 self.lock_writes(cur)
@@ -227,16 +238,39 @@ class ColumnarAppend(SqlStore):
                     raise RunsExist("some runs are stored already") from None
                 except duckdb.Error as exc:
                     raise StoreUnavailable(f"{self.backend}: {exc}") from exc
-                pipelines = self._advance_pipelines(cur, now, cache)
-                self._q(cur, _ADD_TO_BATCHES, {"now": now})
-                batches = [batch_from_row(row) for row in cur.fetchall()]
+                deltas, sums = added.result()
+                pipelines = self._advance_pipelines(cur, deltas, cache)
+                cur.register(INCOMING_SUMS, sums)
+                try:
+                    self._q(cur, _ADD_TO_BATCHES, {"now": now})
+                    batches = [batch_from_row(row) for row in cur.fetchall()]
+                finally:
+                    cur.unregister(INCOMING_SUMS)
         except BaseException:
+            wait([added])  # it reads the table the caller may drop
             if cache is not None:
                 cache.clear()
             raise
         if cache is not None:
             cache.remember(pipelines, batches, ())
         return batches
+
+    def _read_additions(
+        self, table: pa.Table, now: datetime
+    ) -> tuple[list[PipelineDelta], pa.Table]:
+        """What a table of new runs adds to each pipeline and each batch it touches."""
+        with self.reader() as cur:
+            assert isinstance(cur, duckdb.DuckDBPyConnection)
+            cur.register(INCOMING, table)
+            try:
+                self._q(cur, _PIPELINE_DELTAS, {"now": now})
+                deltas = [delta_from_row(row) for row in cur.fetchall()]
+                sums = cur.sql(_BATCH_SUMS).to_arrow_table()
+            except duckdb.Error as exc:
+                raise StoreUnavailable(f"{self.backend}: {exc}") from exc
+            finally:
+                cur.unregister(INCOMING)
+        return deltas, sums
 
     def stored_runs(self, table: pa.Table) -> tuple[set[str], set[str]]:
         """Of these new runs (``COLUMNS``): the run ids stored already, and those whose
@@ -263,10 +297,8 @@ FROM runs r JOIN {INCOMING} i ON r.run_id = i.run_id"""
         return {r[0] for r in rows}, {r[0] for r in rows if r[1]}
 
     def _advance_pipelines(
-        self, cur: Any, now: datetime, cache: WriteCache | None
+        self, cur: Any, deltas: list[PipelineDelta], cache: WriteCache | None
     ) -> PipelineUpdate:
-        self._q(cur, _PIPELINE_DELTAS, {"now": now})
-        deltas = [delta_from_row(row) for row in cur.fetchall()]
         states: list[PipelineState] = []
         streaks: dict[PipelineKey, Streak | None] = {}
         recount: list[PipelineKey] = []

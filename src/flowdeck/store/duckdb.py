@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -149,6 +150,7 @@ class DuckDBStore(ColumnarAppend):
         # clause, its parameters).
         self._inline: dict[str, tuple[str, dict[str, Any]]] = {}
         self._parsed: Recent[str, Any] = Recent(PARSED_STATEMENTS)
+        self.side_reads = ThreadPoolExecutor(1, thread_name_prefix="flowdeck-append")
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
@@ -268,6 +270,7 @@ class DuckDBStore(ColumnarAppend):
 
     def close(self, wait: float = 10.0) -> None:
         """Close once the reads under way have finished (at most ``wait`` seconds)."""
+        self.side_reads.shutdown(wait=True)
         with self._lock:
             self._closed = True
             self._idle.wait_for(lambda: not self._reading, timeout=wait)
