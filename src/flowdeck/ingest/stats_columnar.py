@@ -298,8 +298,15 @@ def read_stats_columns(table: pa.Table, project: str, env: str) -> StatsColumns 
     finally:
         db.unregister(SOURCE)
     valid = pc.fill_null(result.column("valid"), False)
-    python_rows = result.filter(pc.invert(valid)).column("row_no").to_pylist()
-    runs = result.filter(valid).drop_columns(["valid"])
+    python_rows = pc.filter(result.column("row_no"), pc.invert(valid)).to_pylist()
+    if not python_rows:
+        return StatsColumns(result.drop_columns(["valid"]), [])
+    # DuckDB filters the text columns in a third of Arrow's time (on both cores).
+    db.register(SOURCE, result)
+    try:
+        runs = db.sql(f"SELECT * EXCLUDE (valid) FROM {SOURCE} WHERE valid").to_arrow_table()
+    finally:
+        db.unregister(SOURCE)
     return StatsColumns(runs, python_rows)
 
 
