@@ -209,11 +209,7 @@ def runs_indexes(backend: str) -> list[tuple[str, str]]:
 
     out: dict[str, str] = {}
     for version in sorted(schema.MIGRATIONS):
-        for statement in schema.MIGRATIONS[version]:
-            if isinstance(statement, schema.OnlyOn):
-                if statement.backend != backend:
-                    continue
-                statement = statement.statement
+        for statement in schema.statements(version, backend):
             words = statement.split()
             if words[:2] == ["CREATE", "INDEX"] and words[3:5] == ["ON", "runs"]:
                 out[words[2]] = statement

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from flowdeck.ingest.writer import Writer
 from flowdeck.store import Store, open_store
+from flowdeck.store import schema as schema_mod
 
 PG_ADMIN_URL = os.environ.get(
     "FLOWDECK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -62,6 +64,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("pg_server_url")
     reset_postgres(url)
     return url
+
+
+@contextmanager
+def store_at_version(db_url: str, version: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    """A store migrated only up to schema ``version`` (closed after the block)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(schema_mod, "LATEST", version)
+        old = open_store(db_url)
+        assert old.migrate() == version
+    try:
+        yield old
+    finally:
+        old.close()
 
 
 @pytest.fixture

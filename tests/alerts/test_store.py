@@ -15,17 +15,14 @@ from flowdeck.ingest.writer import Writer
 from flowdeck.store import open_store
 from flowdeck.store import schema as schema_mod
 from flowdeck.store.sql import SqlStore
-from tests.conftest import T0, run
+from tests.conftest import T0, run, store_at_version
 
 
 def test_a_version_1_database_is_migrated_to_2(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old = open_store(db_url)
-    with monkeypatch.context() as patch:
-        patch.setattr(schema_mod, "LATEST", 1)
-        assert old.migrate() == 1
-    old.close()
+    with store_at_version(db_url, 1, monkeypatch):
+        pass
     store = open_store(db_url)
     try:
         assert store.schema_version() == 1

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import pytest
 
-from flowdeck.store import Store, open_store
-from flowdeck.store import schema as schema_mod
 from flowdeck.store.metrics_sql import MetricsSql
 from flowdeck.timeseries import sketch
 from flowdeck.timeseries.points import PointBatch, parse_points
@@ -20,19 +16,6 @@ from tests.api.conftest import client, make_client
 __all__ = ["batch_of", "client", "make_client", "secs"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@contextmanager
-def store_at_version(db_url: str, version: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    """A store migrated only up to schema ``version`` (closed after the block)."""
-    with monkeypatch.context() as patch:
-        patch.setattr(schema_mod, "LATEST", version)
-        old = open_store(db_url)
-        assert old.migrate() == version
-    try:
-        yield old
-    finally:
-        old.close()
 
 
 def secs(at: datetime) -> float:

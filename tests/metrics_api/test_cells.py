@@ -29,7 +29,8 @@ from flowdeck.store.metric_cells import (
     tag_values,
 )
 from flowdeck.store.metrics_sql import MetricsSql
-from tests.metrics_api.conftest import batch_of, store_at_version
+from tests.conftest import store_at_version
+from tests.metrics_api.conftest import batch_of
 
 T0 = 1_763_596_800  # 2025-11-20T00:00:00Z, a Thursday
 NOW = datetime(2025, 11, 23, tzinfo=UTC)

@@ -20,7 +20,7 @@ from flowdeck.store import Store, open_store
 from flowdeck.store import schema as schema_mod
 from flowdeck.store.metrics_sql import BIN_TABLES, MetricsSql
 from flowdeck.timeseries import sketch
-from tests.metrics_api.conftest import store_at_version
+from tests.conftest import store_at_version
 
 HOUR = 3_600
 T0 = 1_763_596_800  # 2025-11-20T00:00:00Z

@@ -17,7 +17,7 @@ from flowdeck.runs import RunRecord
 from flowdeck.store import BatchQuery, RunQuery, Store, WritePlan, open_store
 from flowdeck.store import schema as schema_mod
 from flowdeck.store.sql import SqlStore
-from tests.conftest import T0, FixedClock, run
+from tests.conftest import T0, FixedClock, run, store_at_version
 from tests.test_tallies import count
 
 
@@ -62,11 +62,7 @@ def test_runs_keep_secondary_indexes_only_where_they_are_read(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Migration 11 drops them on DuckDB (it scans with zone maps), PostgreSQL reads through them.
-    with monkeypatch.context() as patch:
-        patch.setattr(schema_mod, "LATEST", 10)
-        old = open_store(db_url)
-        assert old.migrate() == 10
-    try:
+    with store_at_version(db_url, 10, monkeypatch) as old:
         assert _runs_indexes(old) == {"runs_batch", "runs_pipeline"}
         w = Writer(old, clock=FixedClock())
         w.start()
@@ -74,8 +70,6 @@ def test_runs_keep_secondary_indexes_only_where_they_are_read(
             w.submit([run(pipeline="a"), run(pipeline="b", status="FAILED")]).result()
         finally:
             w.stop()
-    finally:
-        old.close()
     store = open_store(db_url)
     try:
         assert store.migrate() == schema_mod.LATEST

@@ -382,3 +382,12 @@ MIGRATIONS: Final[dict[int, list[str | OnlyOn]]] = {
 }
 
 LATEST: Final = max(MIGRATIONS)
+
+
+def statements(version: int, backend: str) -> list[str]:
+    """The statements of a migration that ``backend`` runs (types still to be spelled)."""
+    return [
+        s if isinstance(s, str) else s.statement
+        for s in MIGRATIONS[version]
+        if isinstance(s, str) or s.backend == backend
+    ]

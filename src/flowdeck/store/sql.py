@@ -321,11 +321,7 @@ class SqlStore(MetricsSql, Store):
                     f"({schema.LATEST}); upgrade flowdeck"
                 )
             for version in range(current + 1, schema.LATEST + 1):
-                for statement in schema.MIGRATIONS[version]:
-                    if isinstance(statement, schema.OnlyOn):
-                        if statement.backend != self.backend:
-                            continue
-                        statement = statement.statement
+                for statement in schema.statements(version, self.backend):
                     self._q(cur, statement.format(**self.types))
                 self._q(
                     cur,
