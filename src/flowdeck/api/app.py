@@ -28,7 +28,7 @@ from flowdeck.api import slos as slos_api
 from flowdeck.api import sources as sources_api
 from flowdeck.api import trends as trends_api
 from flowdeck.api import ws as ws_api
-from flowdeck.api.fastpath import IngestFastPath
+from flowdeck.api.fastpath import IngestFront
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services
 from flowdeck.dashboards.store import DashboardStore
@@ -146,7 +146,7 @@ def create_app(
             await asyncio.to_thread(bus.stop)
             store.close()
 
-    app = FastAPI(
+    app = IngestFront(
         title="flowdeck",
         version=__version__,
         description=DESCRIPTION,
@@ -156,7 +156,6 @@ def create_app(
         redoc_url=None,
     )
     errors.install(app)
-    app.add_middleware(IngestFastPath)
     for module in (runs, batches, pipelines, stream):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(lineage_api.router, prefix="/api/v1")

@@ -58,12 +58,13 @@ _BODY_DOC: dict[str, Any] = {
     responses={413: {"description": "too large"}, 415: {"description": "not JSON"}},
 )
 async def post_runs(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
-    return await ingest(request, svc)
-
-
-async def ingest(request: Request, svc: Services) -> Response:
-    """POST /api/v1/runs itself (also reached without FastAPI's routing: see fastpath.py)."""
     body = await read_json(request, svc.settings.max_body_bytes)
+    return JSON(await ingest(body, svc))
+
+
+async def ingest(body: bytes, svc: Services) -> dict[str, Any]:
+    """POST /api/v1/runs once its body is read (also reached without FastAPI: see
+    fastpath.py): what the response says."""
     limit = svc.settings.max_runs_per_request
     if svc.writer.takes_columns and len(body) >= MIN_BODY_BYTES:
         # A list of new runs goes in as columns; anything else (or a run seen before)
@@ -75,7 +76,7 @@ async def ingest(request: Request, svc: Services) -> Response:
             except RunsExist:
                 pass
             else:
-                return JSON({"accepted": len(written), "run_ids": written})
+                return {"accepted": len(written), "run_ids": written}
     try:
         if len(body) <= INLINE_PARSE_BYTES:
             reports, locate = parse_reports(body, limit)
@@ -88,7 +89,7 @@ async def ingest(request: Request, svc: Services) -> Response:
         raise ApiError(400, str(exc)) from None
     run_ids = await svc.writer.write(reports, locate)
     unique = list(dict.fromkeys(run_ids))
-    return JSON({"accepted": len(unique), "run_ids": unique})
+    return {"accepted": len(unique), "run_ids": unique}
 
 
 @router.get(
