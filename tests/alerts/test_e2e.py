@@ -190,3 +190,40 @@ def test_staleness_with_a_short_max_age_notifies_once(
     assert [a["rule"] for a in firing] == ["acme-stale"]
     centre = app.get("/api/v1/notifications?channel=app").json()
     assert centre["unread"] == 1
+
+
+def test_commits_close_together_are_evaluated_together(
+    app: TestClient, clock: FixedClock, receiver: HttpReceiver
+) -> None:
+    svc = alerting(app)
+    bus = services_of(app).bus
+    acme = Retailer(app, clock)
+    acme.ingest("SUCCESS")
+    svc.options.step_gap_s = 30.0  # every commit below falls within the gap after it
+    before, start = svc.stats.evaluations, bus.last_event_id
+    for i in range(6):
+        clock.now += timedelta(minutes=30)
+        started = clock.now - timedelta(minutes=20)
+        report = {
+            "run_id": f"burst-{i}",
+            "pipeline": f"ingest_burst_{i % 2}",
+            "batch_id": f"burst-{i}",
+            "env": "prod",
+            "status": "FAILED",
+            "started_at": started,
+            "ended_at": started + timedelta(minutes=15),
+            "labels": {"retailer": "acme"},
+        }
+        assert app.post("/api/v1/runs", json=as_json(report)).status_code == 200
+    wait_until(lambda: bus.last_event_id >= start + 6, 10, "the commits on the bus")
+    svc.kick()  # ends the wait for the gap, as a stop would
+    wait_until(lambda: svc.stats.evaluations > before, 10, "the engine to evaluate")
+    svc.deliver_due(wait=True)
+    # Both pipelines failed three times in a row: each pages, from one evaluation.
+    assert svc.stats.evaluations == before + 1
+
+    def paged() -> set[str]:
+        text = " ".join(r.body.decode() for r in receiver.requests if r.path == "/hook")
+        return {p for p in ("ingest_burst_0", "ingest_burst_1") if p in text}
+
+    assert wait_until(lambda: paged() == {"ingest_burst_0", "ingest_burst_1"}, 10, "pages")

@@ -80,6 +80,10 @@ class AlertOptions:
     public_url: str = "http://127.0.0.1:8000"
     runbook_url: str = ""  # default: <public_url>/runbook
     tick_s: float = 15.0
+    # Commits close together are evaluated together: at most one evaluation on commits in
+    # this many seconds (a burst of ingest would otherwise take a step per commit, each
+    # with its reads, beside the writer).
+    step_gap_s: float = 0.1
     retry_base_s: float = 5.0
     retry_max_s: float = 600.0
     workers: int = 4
@@ -135,6 +139,7 @@ class AlertService:
         self._wake: _Wake | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_tick: float = 0.0
+        self._last_step: float = 0.0
         self._stopping = False
         # Per pipeline, for the tick: (last success id, how many, its latest successes) and
         # the time of its first run (needed while it has never succeeded).
@@ -785,16 +790,24 @@ class AlertService:
                     break
                 if getter.done() and not getter.cancelled():
                     changes.append(getter.result())
+                gap = self._last_step + self.options.step_gap_s - time.monotonic()
+                if gap > 0 and not first and _news(changes) and self._seconds_to_tick() > 0:
+                    # The commits meanwhile join this step (a kick ends the wait).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.event.wait(), gap)
+                    self._wake.event.clear()
+                    if self.stopping():
+                        break
                 while not sub.queue.empty():
                     changes.append(sub.queue.get_nowait())
                 full = sub.overflowed or first
                 sub.overflowed = False
-                # Alerting's own news (and resyncs) carry nothing to evaluate.
-                changes = [c for c in changes if c.seq > 0 and (c.runs or c.batches)]
+                changes = _news(changes)
                 tick = first or self._seconds_to_tick() <= 0
                 if tick:
                     self._last_tick = time.monotonic()
                 first = False
+                self._last_step = time.monotonic()
                 try:
                     await asyncio.to_thread(self.step, changes, full=full, tick=tick)
                     self.stats.last_error = None
@@ -934,3 +947,9 @@ async def running(
     finally:
         await service.stop(task)
         await asyncio.to_thread(service.close)
+
+
+def _news(changes: list[Change]) -> list[Change]:
+    """The changes with something to evaluate: alerting's own news (and resyncs) carry
+    nothing."""
+    return [c for c in changes if c.seq > 0 and (c.runs or c.batches)]
