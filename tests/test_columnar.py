@@ -17,8 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowdeck.errors import InvalidInput
+from flowdeck.events import table_run_events
 from flowdeck.ingest.columnar import COLUMNS, read_columnar
 from flowdeck.ingest.reports import parse_reports
+from flowdeck.ingest.writer import run_event
 from flowdeck.pipelines import key_of, recount, sort_time
 from flowdeck.runs import RunProblem, RunRecord, merge
 from flowdeck.store.bulk import RunsExist
@@ -177,6 +179,16 @@ def test_realistic_bodies_take_the_columnar_path_and_agree() -> None:
     assert got is not None
     for report, record, row in zip(runs, general(body) or [], got, strict=True):
         assert same(record, row, "run_id" not in report)
+
+
+def test_the_run_events_are_those_of_the_general_path() -> None:
+    runs = realistic(50)
+    body = orjson.dumps(runs)
+    columns = read_columnar(body, 10_000, min_bytes=0)
+    assert columns is not None
+    assert columns.events == tuple(run_event(r) for r in general(body) or [])
+    # A table built elsewhere (the import's) leaves them to the writer, which makes the same.
+    assert table_run_events(columns.table, columns.run_ids) == columns.events
 
 
 @pytest.mark.parametrize(

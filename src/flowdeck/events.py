@@ -11,7 +11,29 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# What the change stream tells of each run written.
+RUN_EVENT_FIELDS = ("run_id", "project", "pipeline", "batch_id", "env", "status")
+
+
+def table_run_events(table: pa.Table, run_ids: list[str]) -> tuple[dict[str, Any], ...]:
+    """The run events of a table of runs (its ``run_id`` column read already): a dict
+    display a run is about half the cost of dict(zip(...))."""
+    project, pipeline, batch_id, env, status = (
+        table.column(name).to_pylist() for name in RUN_EVENT_FIELDS[1:]
+    )
+    return tuple(
+        {"run_id": i, "project": p, "pipeline": q, "batch_id": b, "env": e, "status": s}
+        for i, p, q, b, e, s in zip(run_ids, project, pipeline, batch_id, env, status, strict=True)
+    )
+
+
+# The display above spells the fields out: it must say what RUN_EVENT_FIELDS says.
+assert RUN_EVENT_FIELDS == ("run_id", "project", "pipeline", "batch_id", "env", "status")
 
 
 @dataclass(frozen=True, slots=True)

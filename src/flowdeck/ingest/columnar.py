@@ -23,12 +23,13 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, get_args
+from typing import Any, Final, get_args
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flowdeck.events import table_run_events
 from flowdeck.models import RunIn, StatusName
 from flowdeck.runs import DEFAULT_ENV, DEFAULT_PROJECT, RunRecord
 
@@ -273,6 +274,8 @@ class Columnar:
 
     table: pa.Table
     run_ids: list[str]
+    # What the change stream tells of each run, when built ahead of the commit.
+    events: tuple[dict[str, Any], ...] | None = None
 
 
 class _Reader(threading.local):
@@ -317,4 +320,6 @@ def read_columnar(
     if table.num_rows != count or not pc.all(table.column("valid"), skip_nulls=False).as_py():
         return None
     table = table.drop_columns(["valid"])
-    return Columnar(table, table.column("run_id").to_pylist())
+    run_ids = table.column("run_id").to_pylist()
+    # Built here, on the request's thread, rather than on the writer's after the commit.
+    return Columnar(table, run_ids, table_run_events(table, run_ids))

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from flowdeck.batches import batch_out
 from flowdeck.errors import FieldProblem, FlowdeckError, InvalidInput, StoreUnavailable
-from flowdeck.events import EventBus
+from flowdeck.events import RUN_EVENT_FIELDS, EventBus, table_run_events
 from flowdeck.ingest.columnar import Columnar
 from flowdeck.runs import RunProblem, RunRecord, merge
 from flowdeck.store import Store, WritePlan
@@ -60,11 +60,6 @@ class WriterStats:
     requests: int = 0
     last_commit_seconds: float = 0.0
     points_written: int = 0
-
-
-# What the change stream tells of each run written.
-# (The columnar commit spells these out: keep the two alike.)
-RUN_EVENT_FIELDS = ("run_id", "project", "pipeline", "batch_id", "env", "status")
 
 
 def run_event(record: RunRecord) -> dict[str, Any]:
@@ -350,13 +345,11 @@ class Writer:
         self.stats.runs_written += len(run_ids)
         self.stats.last_commit_seconds = time.perf_counter() - started
         if self.bus is not None:
-            # On the writer's thread, which the next commit waits for: a dict display is
-            # about half the cost of dict(zip(...)) a run.
-            columns = [table.column(name).to_pylist() for name in RUN_EVENT_FIELDS]
-            events = tuple(
-                {"run_id": i, "project": p, "pipeline": q, "batch_id": b, "env": e, "status": s}
-                for i, p, q, b, e, s in zip(*columns, strict=True)
-            )
+            # Built beside the request's read where it came through the API; otherwise on
+            # the writer's thread, which the next commit waits for.
+            events = request.columns.events
+            if events is None:
+                events = table_run_events(table, run_ids)
             self.bus.publish(events, tuple(batch_out(b) for b in batches))
 
     def _commit(self, group: list[WriteRequest]) -> None:
