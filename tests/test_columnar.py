@@ -23,9 +23,10 @@ from flowdeck.ingest.reports import parse_reports
 from flowdeck.ingest.writer import run_event
 from flowdeck.pipelines import key_of, recount, sort_time
 from flowdeck.runs import RunProblem, RunRecord, merge
+from flowdeck.store import bulk
 from flowdeck.store.bulk import RunsExist
 from flowdeck.store.duckdb import DuckDBStore
-from flowdeck.store.sql import record_from_row
+from flowdeck.store.sql import batch_from_row, record_from_row
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -256,7 +257,20 @@ def upsert(store: DuckDBStore, runs: list[dict[str, Any]], now: datetime) -> Non
 def append(store: DuckDBStore, runs: list[dict[str, Any]], now: datetime) -> None:
     columns = read_columnar(orjson.dumps(runs), 10_000, min_bytes=0)
     assert columns is not None
-    store.append_runs(columns.table, now)
+    touched = store.append_runs(columns.table, now)
+    # What it says of the batches it touched is what it stored.
+    with store.reader() as cur:
+        cur.execute("SELECT * FROM batches")
+        stored = {b.key: b for b in map(batch_from_row, cur.fetchall())}
+    assert touched and all(b == stored[b.key] for b in touched)
+
+
+@pytest.fixture(params=["ordered", "parallel"])
+def insert_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Appends as small tables take them (in order, on one thread) and as large ones do."""
+    if request.param == "parallel":
+        monkeypatch.setattr(bulk, "PARALLEL_ROWS", 1)
+    return str(request.param)
 
 
 def snapshot(store: DuckDBStore) -> dict[str, Any]:
@@ -271,7 +285,7 @@ def snapshot(store: DuckDBStore) -> dict[str, Any]:
 
 
 def test_appended_runs_leave_what_the_general_writer_leaves(
-    stores: tuple[DuckDBStore, DuckDBStore],
+    stores: tuple[DuckDBStore, DuckDBStore], insert_mode: str
 ) -> None:
     a, b = stores
     # Both start from the same history, written the general way…
@@ -290,7 +304,7 @@ def test_appended_runs_leave_what_the_general_writer_leaves(
 
 
 def test_a_stored_run_id_makes_the_append_fail_whole(
-    stores: tuple[DuckDBStore, DuckDBStore],
+    stores: tuple[DuckDBStore, DuckDBStore], insert_mode: str
 ) -> None:
     a, _ = stores
     append(a, realistic(10), NOW)

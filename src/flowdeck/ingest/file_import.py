@@ -32,8 +32,11 @@ from flowdeck.store import open_store
 from flowdeck.store.bulk import ColumnarAppend, RunsExist
 
 CHUNK: Final = 10_000
-COLUMN_CHUNK: Final = 122_880  # new runs appended from columns per transaction: one DuckDB
-# row group, which goes to the file whole instead of through the write-ahead log
+# New runs appended from columns per transaction: whole DuckDB row groups (122,880 rows),
+# which go to the file instead of through the write-ahead log, and eight of them, which
+# DuckDB inserts on every core (see store/bulk.py). A transaction's primary-key entries
+# wait in memory until it commits, which bounds it.
+COLUMN_CHUNK: Final = 8 * 122_880
 Progress = Callable[[int], None]
 
 

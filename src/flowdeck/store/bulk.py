@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import duckdb
@@ -28,7 +29,6 @@ from flowdeck.store.sql import (
     BATCH_COLUMNS,
     PIPELINE_COLUMNS,
     SqlStore,
-    batch_from_row,
 )
 from flowdeck.store.tallies import STATUS_COUNT, SUMMED
 
@@ -39,6 +39,13 @@ class RunsExist(FlowdeckError):
     """Some run of the table is already stored (or is in it twice): merge them instead."""
 
 
+# DuckDB inserts on one thread unless told that the rows' order in the table does not matter
+# (no read of runs depends on it: every one that needs an order says which); then a large
+# table goes in on every core and its commit is cheaper too (500,000 runs on two cores:
+# 1.1 s instead of 1.7). Only for the writer's cursor, and set back after the append.
+PARALLEL_ROWS: Final = 2 * 122_880
+_UNORDERED: Final = "SET SESSION preserve_insertion_order = false"
+_ORDERED: Final = "SET SESSION preserve_insertion_order = true"
 _INSERT: Final = f"""
 INSERT INTO runs ({", ".join(COLUMNS)}, created_at, updated_at, sort_at)
 SELECT {", ".join(COLUMNS)}, :now, :now, coalesce(started_at, :now) FROM {INCOMING}
@@ -61,6 +68,8 @@ SELECT project, batch_id, min(env) AS env, min(started_at) AS started_at,
     count(*) FILTER (WHERE dq_errors > 0.01 * coalesce(rows_read, 0)) AS dq_warning_processes
 FROM {INCOMING} GROUP BY project, batch_id
 """
+_BATCH_TIMES: Final = frozenset(c for c in BATCH_COLUMNS if c.endswith("_at"))
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ADD_TO_BATCHES: Final = f"""
 INSERT INTO batches ({", ".join(BATCH_COLUMNS)})
 SELECT a.project, a.batch_id, least(a.env, b.env), least(a.started_at, b.started_at),
@@ -71,8 +80,21 @@ SELECT a.project, a.batch_id, least(a.env, b.env), least(a.started_at, b.started
 FROM {INCOMING_SUMS} a LEFT JOIN batches b ON a.project = b.project AND a.batch_id = b.batch_id
 ON CONFLICT (project, batch_id) DO UPDATE SET
 {", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c not in ("project", "batch_id"))}
-RETURNING {", ".join(BATCH_COLUMNS)}
+RETURNING {", ".join(f"epoch_us({c})" if c in _BATCH_TIMES else c for c in BATCH_COLUMNS)}
 """
+
+
+def _batch_from_row(row: Sequence[Any]) -> BatchRow:
+    """A batch as _ADD_TO_BATCHES returns it: its times in microseconds, which the driver
+    hands over fifteen times faster than timestamps with a zone (an import touches tens of
+    thousands of batches)."""
+    values: list[Any] = [
+        _EPOCH + timedelta(microseconds=v) if v is not None and c in _BATCH_TIMES else v
+        for c, v in zip(BATCH_COLUMNS, row, strict=True)
+    ]
+    return BatchRow(*values)
+
+
 _KEY: Final = "project, pipeline, env"
 _SAME: Final = "{a}.project = {b}.project AND {a}.pipeline = {b}.pipeline AND {a}.env = {b}.env"
 
@@ -227,12 +249,16 @@ class ColumnarAppend(SqlStore):
         # and the committed pipelines, which this transaction has not changed before it
         # uses the answer (this writer is the only one).
         added = self.side_reads.submit(self._read_additions, table, now)
+        unordered: duckdb.DuckDBPyConnection | None = None
         try:
             with self.write_transaction() as cur:
                 self.lock_writes(cur)
                 assert isinstance(cur, duckdb.DuckDBPyConnection)
                 cur.register(INCOMING, table)
                 try:
+                    if table.num_rows >= PARALLEL_ROWS:
+                        unordered = cur
+                        cur.execute(_UNORDERED)
                     cur.execute(self.sql(_INSERT), {"now": now})
                 except duckdb.ConstraintException:
                     raise RunsExist("some runs are stored already") from None
@@ -243,7 +269,7 @@ class ColumnarAppend(SqlStore):
                 cur.register(INCOMING_SUMS, sums)
                 try:
                     self._q(cur, _ADD_TO_BATCHES, {"now": now})
-                    batches = [batch_from_row(row) for row in cur.fetchall()]
+                    batches = [_batch_from_row(row) for row in cur.fetchall()]
                 finally:
                     cur.unregister(INCOMING_SUMS)
         except BaseException:
@@ -251,6 +277,11 @@ class ColumnarAppend(SqlStore):
             if cache is not None:
                 cache.clear()
             raise
+        finally:
+            if unordered is not None:
+                # After the transaction: a failed one refuses every statement until its end.
+                with suppress(duckdb.Error):  # (a broken connection is told already)
+                    unordered.execute(_ORDERED)
         if cache is not None:
             cache.remember(pipelines, batches, ())
         return batches
