@@ -102,40 +102,40 @@ _SAME: Final = "{a}.project = {b}.project AND {a}.pipeline = {b}.pipeline AND {a
 # ``advance_with_new`` (pipelines.recount is the definition both must agree with).
 _PIPELINE_DELTAS: Final = f"""
 WITH inc AS (
-    SELECT {_KEY}, run_id, status, ended_at, coalesce(started_at, :now) AS t,
-           row(coalesce(started_at, :now), run_id) AS o
+    SELECT {_KEY}, run_id, status, ended_at, coalesce(started_at, :now) AS t
     FROM {INCOMING}
 ), best AS (
+    -- (t, run_id) orders the runs and is unique, so the latest triple carries the latest
+    -- run's status or end: one aggregate where arg_max would take a second.
     SELECT {_KEY}, count(*) AS n,
-        max(o) AS last, arg_max(status, o) AS last_status,
-        max(o) FILTER (WHERE status = 'SUCCESS') AS success,
-        arg_max(coalesce(ended_at, t), o) FILTER (WHERE status = 'SUCCESS') AS success_end
+        max(row(t, run_id, status)) AS last,
+        max(row(t, run_id, coalesce(ended_at, t))) FILTER (WHERE status = 'SUCCESS') AS success
     FROM inc GROUP BY {_KEY}
 ), agg AS (
+    -- The new failures: how many after the new success and after the stored one, and
+    -- those after the new success (only they can be in the streak: its last success is
+    -- that one or a later stored one, so a large file's other failures are not read back).
     SELECT i.project, i.pipeline, i.env,
-        count(*) FILTER (
-            WHERE i.status = 'FAILED' AND (b.success IS NULL OR i.t > b.success[1])
-        ) AS failed_after_new_success,
-        count(*) FILTER (
-            WHERE i.status = 'FAILED' AND (p.last_success_t IS NULL OR i.t > p.last_success_t)
-        ) AS failed_after_stored_success,
-        -- Only those after the new success can be in the streak (its last success is that
-        -- one or a later stored one), so a large file's other failures are not read back.
-        list(row(i.run_id, i.t)) FILTER (
-            WHERE i.status = 'FAILED' AND (b.success IS NULL OR i.t > b.success[1])
-        ) AS failed
+        count(*) FILTER (WHERE b.success IS NULL OR i.t > b.success[1])
+            AS failed_after_new_success,
+        count(*) FILTER (WHERE p.last_success_t IS NULL OR i.t > p.last_success_t)
+            AS failed_after_stored_success,
+        list(row(i.run_id, i.t)) FILTER (WHERE b.success IS NULL OR i.t > b.success[1])
+            AS failed
     FROM inc i
     JOIN best b ON {_SAME.format(a="b", b="i")}
     LEFT JOIN pipelines p ON {_SAME.format(a="p", b="i")}
+    WHERE i.status = 'FAILED'
     GROUP BY i.project, i.pipeline, i.env
 )
 SELECT b.project, b.pipeline, b.env, b.n,
-    b.last[2], b.last[1], b.last_status,
-    b.success[2], b.success[1], b.success_end,
-    agg.failed_after_new_success, agg.failed_after_stored_success, agg.failed,
+    b.last[2], b.last[1], b.last[3],
+    b.success[2], b.success[1], b.success[3],
+    coalesce(agg.failed_after_new_success, 0), coalesce(agg.failed_after_stored_success, 0),
+    agg.failed,
     {", ".join(f"p.{c}" for c in PIPELINE_COLUMNS)}
 FROM best b
-JOIN agg ON {_SAME.format(a="agg", b="b")}
+LEFT JOIN agg ON {_SAME.format(a="agg", b="b")}
 LEFT JOIN pipelines p ON {_SAME.format(a="p", b="b")}
 """
 
