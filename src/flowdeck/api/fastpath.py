@@ -1,12 +1,14 @@
-"""POST /api/v1/runs answered in plain ASGI, before FastAPI and its middleware.
+"""The ingest requests answered before FastAPI and its middleware.
 
-It is the request flowdeck gets most often, and for a single run most of the event loop's
-time went to the layers around the handler (error, telemetry and body-limit middleware,
-routing, request and response objects): about 40 % of it, time during which the writer's
-group commit waits. ``IngestFront`` takes the request before all of them, reads the body
-with the same checks (``body.check_headers`` and ``body.collect``), runs the same handler
-(``runs.ingest``) and maps errors as the app does. The route in runs.py stays the
-documented one and answers the same request identically (``tests/test_fastpath.py``).
+POST /api/v1/runs is the request flowdeck gets most often, and for a single run most of the
+event loop's time went to the layers around the handler (error, telemetry and body-limit
+middleware, routing, request and response objects): about 40 % of it, time during which the
+writer's group commit waits. ``IngestFront`` takes it before all of them, in plain ASGI:
+it reads the body with the same checks (``body.check_headers`` and ``body.collect``), runs
+the same handler (``runs.ingest``) and maps errors as the app does. POST /api/v1/lineage
+(as OpenLineage clients send it, with at most ``env`` and ``project`` in its query) goes
+to its route's own function the same way. The routes stay the documented ones and answer
+the same requests identically (``tests/api/test_fastpath.py``).
 """
 
 from __future__ import annotations
@@ -14,17 +16,21 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import FastAPI
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
 from flowdeck.api.body import check_headers, collect
 from flowdeck.api.errors import domain_response
+from flowdeck.api.lineage import post_lineage
 from flowdeck.api.runs import ingest
 from flowdeck.api.services import Services
 
 PATH: Final = "/api/v1/runs"
+LINEAGE: Final = "/api/v1/lineage"
 _JSON_HEADERS: Final = ((b"content-type", b"application/json"),)
 log = logging.getLogger("flowdeck")
 
@@ -89,14 +95,53 @@ async def handle(svc: Services, scope: Scope, receive: Receive, send: Send) -> N
     await _send_json(send, 200, orjson.dumps(out))
 
 
+def lineage_params(query: bytes) -> dict[str, str] | None:
+    """``env`` and ``project`` of a lineage request's query when each is given at most once
+    and is as the route accepts it (1-200 characters); None for anything else, which the
+    route answers (with its own error where there is one)."""
+    # Read as Starlette reads a query string.
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    params = dict(pairs)
+    if len(params) != len(pairs) or not params.keys() <= {"env", "project"}:
+        return None
+    if not all(1 <= len(v) <= 200 for v in params.values()):
+        return None
+    return params
+
+
+async def handle_lineage(
+    svc: Services, params: dict[str, str], scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Answer one POST /api/v1/lineage whose query ``lineage_params`` read."""
+    try:
+        response = await post_lineage(Request(scope, receive), svc, **params)
+    except ClientDisconnect:
+        return
+    except Exception as exc:
+        mapped = domain_response(exc)
+        if mapped is None:
+            log.exception("POST %s failed", LINEAGE)
+            await _send_json(send, 500, b'{"message":"internal server error"}')
+            return
+        response = mapped
+    await response(scope, receive, send)
+
+
 class IngestFront(FastAPI):
-    """The flowdeck app: FastAPI, with POST /api/v1/runs taken before its middleware."""
+    """The flowdeck app: FastAPI, with the ingest requests taken before its middleware."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["method"] == "POST":
             svc = getattr(self.state, "services", None)
-            if svc is not None:
+            path = scope["path"]
+            if svc is not None and path == PATH:
                 scope["app"] = self
                 await handle(svc, scope, receive, send)
                 return
+            if svc is not None and path == LINEAGE:
+                params = lineage_params(scope["query_string"])
+                if params is not None:
+                    scope["app"] = self
+                    await handle_lineage(svc, params, scope, receive, send)
+                    return
         await super().__call__(scope, receive, send)
