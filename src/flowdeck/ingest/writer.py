@@ -19,6 +19,7 @@ from flowdeck.batches import batch_out
 from flowdeck.errors import FieldProblem, FlowdeckError, InvalidInput, StoreUnavailable
 from flowdeck.events import RUN_EVENT_FIELDS, EventBus, table_run_events
 from flowdeck.ingest.columnar import Columnar
+from flowdeck.ingest.replies import Replies
 from flowdeck.runs import RunProblem, RunRecord, merge
 from flowdeck.store import Store, WritePlan
 from flowdeck.store.base import BatchKey
@@ -113,6 +114,7 @@ class Writer:
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._metric_jobs: queue.Queue[MetricJob] = queue.Queue()
+        self._replies = Replies()  # the async callers' answers, handed over per commit
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -153,7 +155,12 @@ class Writer:
     async def write(
         self, reports: Sequence[Report], locate: Callable[[int], str] = lambda i: f"runs[{i}]"
     ) -> list[str]:
-        return await asyncio.wrap_future(self.submit(reports, locate))
+        if self._thread is None:
+            raise StoreUnavailable("the writer is not running")
+        request = WriteRequest(reports, locate)
+        answer = self._replies.watch(request.future)  # before the writer can finish it
+        self._queue.put(request)
+        return await answer
 
     @property
     def takes_columns(self) -> bool:
@@ -170,7 +177,12 @@ class Writer:
         return request.future
 
     async def write_columns(self, columns: Columnar) -> list[str]:
-        return await asyncio.wrap_future(self.submit_columns(columns))
+        if self._thread is None:
+            raise StoreUnavailable("the writer is not running")
+        request = ColumnarRequest(columns)
+        answer = self._replies.watch(request.future)
+        self._queue.put(request)
+        return await answer
 
     # -- metrics: points and other store calls on this thread ---------------------------
     def submit_points(self, batch: PointBatch, max_series: int) -> Future[int]:
@@ -275,6 +287,12 @@ class Writer:
 
     # -- the thread --------------------------------------------------------------------
     def _loop(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._replies.flush()
+
+    def _run(self) -> None:
         stopping = False
         # Requests in flight at the end of the last commit: those it answered (their
         # clients are about to send again) and those that queued meanwhile.
@@ -283,12 +301,14 @@ class Writer:
         while not stopping:
             if carried is not None:
                 self._commit_columns(carried)
+                self._replies.flush()
                 carried = None
             item = self._take()
             if item is _STOP:
                 break
             if isinstance(item, ColumnarRequest):
                 self._commit_columns(item)
+                self._replies.flush()
                 continue
             group: list[WriteRequest] = [item]
             size = len(item.reports)
@@ -318,6 +338,7 @@ class Writer:
             group = [r for r in group if r.future.set_running_or_notify_cancel()]
             if group:
                 self._commit(group)
+                self._replies.flush()
             in_flight = len(group) + self._queue.qsize()
         if carried is not None:
             self._commit_columns(carried)
