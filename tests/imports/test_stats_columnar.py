@@ -112,6 +112,10 @@ stats_texts = st.one_of(
             "{}",
             '{"scd2_new": 3,}',
             '{"sku": [1, 2,]}',
+            '{"scd2_new": 3} x',
+            "{bad",
+            '{"scd2_new": 3}\n',
+            '{"scd2_new": NaN}',
         ]
     ),
     st.none(),

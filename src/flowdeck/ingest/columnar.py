@@ -84,8 +84,9 @@ _STAT_COUNTS: Final = (
 
 
 def _as_count(v: str) -> str:
-    """``runs.as_count`` of a custom_stats value ``v`` (JSON, or NULL when absent)."""
-    return f"""CASE json_type({v})
+    """``runs.as_count`` of a custom_stats value ``v`` (JSON, or NULL when absent; its
+    JSON type in ``{v}_type``)."""
+    return f"""CASE {v}_type
         WHEN 'UBIGINT' THEN TRY_CAST({v} AS BIGINT)
         WHEN 'DOUBLE' THEN CASE WHEN {v}::DOUBLE >= 0 AND {v}::DOUBLE = floor({v}::DOUBLE)
                                 THEN TRY_CAST({v}::DOUBLE AS BIGINT) END
@@ -97,7 +98,7 @@ def _as_count(v: str) -> str:
 def _count_is_plain(v: str) -> str:
     """The value ``v`` is one ``_as_count`` reads as ``as_count`` would: nothing outside
     BIGINT, and a string only in plain ASCII (``str.isdigit`` knows other digits)."""
-    return f"""CASE json_type({v})
+    return f"""CASE {v}_type
         WHEN 'UBIGINT' THEN {v}::UBIGINT <= {_MAX_COUNT}
         WHEN 'DOUBLE' THEN abs({v}::DOUBLE) <= {_MAX_COUNT}
         WHEN 'VARCHAR' THEN regexp_full_match({v}->>'$', '[ -~]{{0,18}}')
@@ -125,8 +126,12 @@ def derive_sql(passthrough: Sequence[str] = ()) -> str:
     decide ``valid`` and derive what ``runs.merge`` derives for a new run. ``passthrough``
     columns of ``checked`` are selected too."""
     extra = "".join(f", {c}" for c in passthrough)
+    types = ", ".join(f"json_type({col}) AS {col}_type" for col, _ in _STAT_COUNTS)
     return f"""
-plain AS (
+stat_types AS (
+    -- (each value's JSON type, read once for the check and the count below)
+    SELECT *, {types} FROM checked
+), plain AS (
     SELECT *,
         ok AND pipeline IS NOT NULL
            AND (started_at IS NULL OR ended_at IS NULL OR ended_at >= started_at)
@@ -134,7 +139,7 @@ plain AS (
            AND (labels IS NULL OR {_LABELS_PLAIN})
            AS valid,
         started_at IS NOT NULL AND ended_at IS NOT NULL AND duration_s IS NULL AS duration_derived
-    FROM checked
+    FROM stat_types
 ), derived AS (
     SELECT *,
         {", ".join(f"{_as_count(col)} AS {col}_count" for col, _ in _STAT_COUNTS)},

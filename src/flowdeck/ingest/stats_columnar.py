@@ -145,9 +145,11 @@ def _stats_keys(kind: str) -> str:
     if kind != "string":
         return "NULL::VARCHAR[]"
     c = '"custom_stats"'
+    # One parse: text that starts an object and fails to parse gives NULL through try()
+    # (an object after white space is left to Python, which reads it as well).
     return (
-        f"CASE WHEN json_valid({c}) AND json_type({c}) = 'OBJECT'"
-        f" AND NOT regexp_matches({c}, '{_ODD_STATS}') THEN json_keys({c}) END"
+        f"CASE WHEN starts_with({c}, '{{') AND NOT regexp_matches({c}, '{_ODD_STATS}')"
+        f" THEN try(json_keys({c})) END"
     )
 
 
@@ -242,7 +244,8 @@ WITH parsed AS (
              ELSE regexp_replace(given_stats, '\\}}\\s*$', ', ' || {rec}) END AS cs
     FROM named
 ), stats AS (
-    SELECT *, {stat_values_sql("cs")} AS stat_values FROM keyed
+    -- (from the file's object: the one key cs adds is none of these, and it is shorter)
+    SELECT *, {stat_values_sql("given_stats")} AS stat_values FROM keyed
 ), checked AS (
     SELECT * EXCLUDE (stat_values), {stat_columns_sql("stat_values")},
         read_plain AND batch_id IS NOT NULL AS ok,
