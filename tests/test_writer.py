@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
@@ -79,27 +80,46 @@ def test_without_linger_the_late_clients_make_a_second_group(slow: SlowStore) ->
     assert slow.groups == [1, 4, 1, 3]
 
 
+def waits_of(writer: Writer) -> list[bool]:
+    """Every wait of the writer for more of a group, as it ends: True where the linger ran
+    out. (Read off the writer, not a clock: a loaded machine makes timings lie.)"""
+    out: list[bool] = []
+    take = writer._take
+
+    def spied(block: bool = True, deadline: float | None = None) -> object:
+        if not (block and deadline is not None):
+            return take(block, deadline)
+        try:
+            item = take(block, deadline)
+        except queue.Empty:
+            out.append(True)
+            raise
+        out.append(False)
+        return item
+
+    writer._take = spied  # type: ignore[method-assign]
+    return out
+
+
 def test_a_lone_client_never_waits(slow: SlowStore) -> None:
     writer = start(slow, max_linger=1.0)
-    t0 = time.perf_counter()
+    waits = waits_of(writer)
     for i in range(3):
         writer.submit([run(f"p{i}")]).result()
-    elapsed = time.perf_counter() - t0
     writer.stop()
     assert slow.groups == [1, 1, 1]
     # No lingering, which would add half a commit to each.
-    assert elapsed < 3.4 * COMMIT_SECONDS, elapsed
+    assert waits == []
 
 
 def test_a_group_stops_waiting_once_everybody_is_back(slow: SlowStore) -> None:
     writer = start(slow, max_linger=1.0)
     names = four_clients(writer)
-    t0 = time.perf_counter()
+    waits = waits_of(writer)
     again = [writer.submit([run(n, batch_id="b2")]) for n in names]
     for f in again:
         f.result()
-    elapsed = time.perf_counter() - t0
     writer.stop()
     assert slow.groups == [1, 4, 4]
-    # All four were back at once: no waiting out the linger (half a commit).
-    assert elapsed < 1.3 * COMMIT_SECONDS, elapsed
+    # All four were back at once: the group is taken without waiting out the linger.
+    assert True not in waits
