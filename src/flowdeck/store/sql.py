@@ -88,10 +88,11 @@ ON CONFLICT (run_id) DO UPDATE SET
 {", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS if c != "run_id")}
 """
 
+# (the run columns as the store reads them: ``SqlStore.run_select``)
 _SELECT_STAGED_RUNS: Final = (
-    f"SELECT {_RUN_SELECT} FROM runs WHERE run_id IN (SELECT run_id FROM staged_ids)"
+    "SELECT {select} FROM runs WHERE run_id IN (SELECT run_id FROM staged_ids)"
 )
-_SELECT_RUNS_ANY: Final = f"SELECT {_RUN_SELECT} FROM runs WHERE run_id = ANY(:ids)"
+_SELECT_RUNS_ANY: Final = "SELECT {select} FROM runs WHERE run_id = ANY(:ids)"
 # Up to this many ids are looked up as one list parameter rather than a staged relation.
 FEW_IDS: Final = 256
 _INSERT_RUNS: Final = f"INSERT INTO runs ({_RUN_SELECT}) SELECT {_RUN_SELECT} FROM staged_runs"
@@ -285,6 +286,9 @@ class SqlStore(MetricsSql, Store):
     """The shared implementation. Subclasses provide connections and the hooks below."""
 
     param_style: ClassVar[str]  # "duckdb" ($name) or "pyformat" (%(name)s)
+    # How runs are read (``run_from_row`` turns a row of it into a run): a backend whose
+    # driver is slow at some type reads it otherwise.
+    run_select: ClassVar[str] = _RUN_SELECT
     # True where this process's writer is the only one of its database: it may then keep
     # what it wrote in memory instead of reading it back (see cache.py).
     exclusive_writer: ClassVar[bool] = False
@@ -403,11 +407,11 @@ class SqlStore(MetricsSql, Store):
 
     def _stored_runs(self, cur: Cursor, run_ids: list[str]) -> dict[str, RunRecord]:
         if len(run_ids) <= FEW_IDS:
-            self._q(cur, _SELECT_RUNS_ANY, {"ids": run_ids})
+            self._q(cur, _SELECT_RUNS_ANY.format(select=self.run_select), {"ids": run_ids})
         else:
             self.stage_ids(cur, run_ids)
-            self._q(cur, _SELECT_STAGED_RUNS)
-        return {row[0]: record_from_row(row) for row in cur.fetchall()}
+            self._q(cur, _SELECT_STAGED_RUNS.format(select=self.run_select))
+        return {row[0]: self.run_from_row(row) for row in cur.fetchall()}
 
     def _write_runs(self, cur: Cursor, records: list[RunRecord], stored: bool) -> None:
         """Write ``records``; ``stored``: some of them are stored already (upsert)."""
@@ -615,12 +619,15 @@ class SqlStore(MetricsSql, Store):
         return out
 
     # -- reads -------------------------------------------------------------------------
+    def run_from_row(self, row: Sequence[Any]) -> RunRecord:
+        return record_from_row(row)
+
     def _select_runs(
         self, where: str, params: Mapping[str, Any], tail: str = ""
     ) -> list[RunRecord]:
         with self.reader() as cur:
-            self._q(cur, f"SELECT {_RUN_SELECT} FROM runs WHERE {where} {tail}", params)
-            return [record_from_row(row) for row in cur.fetchall()]
+            self._q(cur, f"SELECT {self.run_select} FROM runs WHERE {where} {tail}", params)
+            return [self.run_from_row(row) for row in cur.fetchall()]
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._select_runs("run_id = :run_id", {"run_id": run_id})
