@@ -31,7 +31,7 @@ from flowdeck.alerts.rules import Channel, Rule, parse_channel, parse_rule
 from flowdeck.errors import NotFound, StoreUnavailable
 from flowdeck.pipelines import PipelineKey, PipelineState
 from flowdeck.runs import RunRecord
-from flowdeck.store.sql import PIPELINE_COLUMNS, RUN_COLUMNS, Cursor, SqlStore, record_from_row
+from flowdeck.store.sql import Cursor, SqlStore
 
 _LEAD_LOCK: Final = 0x616C7274  # "alrt"
 ALERT_COLUMNS: Final = tuple(Alert.__dataclass_fields__)
@@ -701,9 +701,10 @@ class AlertStore:
 
     # -- what the engine reads ---------------------------------------------------------
     def pipeline_states(self, keys: Sequence[PipelineKey] | None = None) -> list[PipelineState]:
-        select = f"SELECT {', '.join(PIPELINE_COLUMNS)} FROM pipelines"
+        select = f"SELECT {self.store.pipeline_select} FROM pipelines"
+        state = self.store.pipeline_from_row
         if keys is None:
-            return [PipelineState(*r) for r in self._rows(select)]
+            return [state(r) for r in self._rows(select)]
         out: list[PipelineState] = []
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
@@ -712,8 +713,7 @@ class AlertStore:
                 clauses.append(f"(project = :p{i} AND pipeline = :n{i} AND env = :e{i})")
                 params.update({f"p{i}": project, f"n{i}": pipeline, f"e{i}": env})
             out.extend(
-                PipelineState(*r)
-                for r in self._rows(f"{select} WHERE {' OR '.join(clauses)}", params)
+                state(r) for r in self._rows(f"{select} WHERE {' OR '.join(clauses)}", params)
             )
         return out
 
@@ -724,23 +724,23 @@ class AlertStore:
             chunk = unique[start : start + _CHUNK]
             names = [f"r{i}" for i in range(len(chunk))]
             rows = self._rows(
-                f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN "
+                f"SELECT {self.store.run_select} FROM runs WHERE run_id IN "
                 f"({', '.join(':' + n for n in names)})",
                 dict(zip(names, chunk, strict=True)),
             )
             for row in rows:
-                record = record_from_row(row)
+                record = self.store.run_from_row(row)
                 out[record.run_id] = record
         return out
 
     def recent_successes(self, key: PipelineKey, limit: int) -> list[RunRecord]:
         project, pipeline, env = key
         rows = self._rows(
-            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE project = :p AND pipeline = :n "
+            f"SELECT {self.store.run_select} FROM runs WHERE project = :p AND pipeline = :n "
             "AND env = :e AND status = 'SUCCESS' ORDER BY sort_at DESC, run_id DESC LIMIT :limit",
             {"p": project, "n": pipeline, "e": env, "limit": limit},
         )
-        return [record_from_row(r) for r in rows]
+        return [self.store.run_from_row(r) for r in rows]
 
     def first_run_at(self, key: PipelineKey) -> datetime | None:
         project, pipeline, env = key

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from flowdeck.errors import StoreUnavailable
-from flowdeck.pipelines import PipelineKey
+from flowdeck.pipelines import PipelineKey, PipelineState
 from flowdeck.runs import RunRecord
 from flowdeck.store.base import BatchKey
 from flowdeck.store.bulk import INCOMING, ColumnarAppend
@@ -138,10 +138,25 @@ _RUN_TIME_AT: Final = tuple(
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_PIPELINE_TIMES: Final = frozenset(c for c in PIPELINE_COLUMNS if c.endswith(("_at", "_t")))
+_PIPELINE_TIME_AT: Final = tuple(i for i, c in enumerate(PIPELINE_COLUMNS) if c in _PIPELINE_TIMES)
+
+
+def _times(row: Sequence[Any], at: tuple[int, ...]) -> list[Any]:
+    values = list(row)
+    for i in at:
+        if values[i] is not None:
+            values[i] = _EPOCH + timedelta(microseconds=values[i])
+    return values
+
+
 class DuckDBStore(ColumnarAppend):
     backend = "duckdb"
     param_style = "duckdb"
     run_select = ", ".join(f"epoch_us({c})" if c in _RUN_TIMES else c for c in RUN_COLUMNS)
+    pipeline_select = ", ".join(
+        f"epoch_us({c})" if c in _PIPELINE_TIMES else c for c in PIPELINE_COLUMNS
+    )
     types: ClassVar = {"text": "VARCHAR", "double": "DOUBLE", "json": "JSON"}
     driver_errors: ClassVar = (duckdb.Error,)
     conflict_errors: ClassVar = (duckdb.ConstraintException,)
@@ -279,11 +294,10 @@ class DuckDBStore(ColumnarAppend):
         return query, merged
 
     def run_from_row(self, row: Sequence[Any]) -> RunRecord:
-        values = list(row)
-        for i in _RUN_TIME_AT:
-            if values[i] is not None:
-                values[i] = _EPOCH + timedelta(microseconds=values[i])
-        return record_from_row(values)
+        return record_from_row(_times(row, _RUN_TIME_AT))
+
+    def pipeline_from_row(self, row: Sequence[Any]) -> PipelineState:
+        return PipelineState(*_times(row, _PIPELINE_TIME_AT))
 
     def _statement(self, query: str) -> Any:
         """The writer's query parsed once (the text itself where it holds several

@@ -289,6 +289,7 @@ class SqlStore(MetricsSql, Store):
     # How runs are read (``run_from_row`` turns a row of it into a run): a backend whose
     # driver is slow at some type reads it otherwise.
     run_select: ClassVar[str] = _RUN_SELECT
+    pipeline_select: ClassVar[str] = ", ".join(PIPELINE_COLUMNS)  # and pipeline_from_row
     # True where this process's writer is the only one of its database: it may then keep
     # what it wrote in memory instead of reading it back (see cache.py).
     exclusive_writer: ClassVar[bool] = False
@@ -622,6 +623,9 @@ class SqlStore(MetricsSql, Store):
     def run_from_row(self, row: Sequence[Any]) -> RunRecord:
         return record_from_row(row)
 
+    def pipeline_from_row(self, row: Sequence[Any]) -> PipelineState:
+        return PipelineState(*row)
+
     def _select_runs(
         self, where: str, params: Mapping[str, Any], tail: str = ""
     ) -> list[RunRecord]:
@@ -697,11 +701,11 @@ class SqlStore(MetricsSql, Store):
         with self.reader() as cur:
             self._q(
                 cur,
-                f"SELECT {', '.join(PIPELINE_COLUMNS)} FROM pipelines "
+                f"SELECT {self.pipeline_select} FROM pipelines "
                 f"{'WHERE ' + where if where else ''} ORDER BY project, pipeline, env",
                 params,
             )
-            return [PipelineState(*row) for row in cur.fetchall()]
+            return [self.pipeline_from_row(row) for row in cur.fetchall()]
 
     def count_runs(self) -> int:
         with self.reader() as cur:
