@@ -3,6 +3,7 @@ state read from what pipelines reported."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -238,3 +239,24 @@ def test_history_range_is_checked(client: TestClient) -> None:
     assert got.status_code == 422
     assert got.json()["message"] == "range: must be one of 24h, 7d, 30d"
     assert client.get("/api/v1/slos/nope/history").status_code == 404
+
+
+def test_kept_states_expire_in_real_time_too(
+    client: TestClient, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """States are kept for cache_s seconds; a clock that stands still (a test's, or a
+    replay's) must not keep the states from before the points that came since."""
+    body = {"pipeline": "market_signals", "kind": "latency", "objective": 99, "threshold_ms": 500}
+    assert client.put("/api/v1/slos/fast", json=body).status_code == 201
+    store = services_of(client).store
+    assert isinstance(store, SqlStore)
+    slos = SloService(store, cache_s=5.0)
+    (before,) = slos.states(clock.now)
+    assert before.all_burn_rates["5m"] is None  # no points yet
+    latencies(client, clock.now - timedelta(minutes=2), [100.0] * 60 + [900.0] * 40)
+    (kept,) = slos.states(clock.now)
+    assert kept is before  # within the 5 s
+    real = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: real + 6)
+    (fresh,) = slos.states(clock.now)  # the clock has not moved; real time has
+    assert fresh.all_burn_rates["5m"] == pytest.approx(40.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -97,7 +98,8 @@ class SloService:
         self.db = SloStore(store)
         self.cache_s = cache_s
         self._lock = threading.Lock()
-        self._cached: tuple[datetime, list[SloState]] | None = None
+        # (the clock's time asked about, when on this process's own clock, the states)
+        self._cached: tuple[datetime, float, list[SloState]] | None = None
         self._failing: dict[str, datetime] = {}
 
     def forget(self) -> None:
@@ -154,16 +156,23 @@ class SloService:
         )
 
     def states(self, now: datetime) -> list[SloState]:
-        """Every SLO's state at ``now``, by name (kept for ``cache_s`` seconds)."""
+        """Every SLO's state at ``now``, by name (kept for ``cache_s`` seconds, of the
+        clock and of real time: a clock that stands still, as a test's does, must not keep
+        states from before the points that arrived since)."""
         with self._lock:
             cached = self._cached
-        if cached is not None and 0 <= (now - cached[0]).total_seconds() < self.cache_s:
-            return cached[1]
+        if (
+            cached is not None
+            and 0 <= (now - cached[0]).total_seconds() < self.cache_s
+            and time.monotonic() - cached[1] < self.cache_s
+        ):
+            return cached[2]
+        taken = time.monotonic()
         slos = self.db.list_slos()
         out = [self.state(s, now) for s in slos]
         names = {s.name for s in slos}
         with self._lock:
-            self._cached = (now, out)
+            self._cached = (now, taken, out)
             for gone in set(self._failing) - names:
                 del self._failing[gone]
         return out
