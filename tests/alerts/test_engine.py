@@ -145,6 +145,11 @@ def test_volume_drop_against_the_trailing_average() -> None:
         "sku_count 690 is 31% below the average 1,000 of its previous 3 successful runs"
         in obs.summary
     )
+    # A recovery above the average says so (its resolved alert shows this summary).
+    latest_high = record("new", custom_stats={"sku_count": 1220})
+    up = one(r, facts(PipelineFacts(state(), successes=[latest_high, *history])))
+    assert not up.active
+    assert "sku_count 1,220 is 22% above the average 1,000" in up.summary
 
 
 def test_volume_drop_needs_history_and_reads_run_fields() -> None:

@@ -254,8 +254,10 @@ def _volume_drop(rule: Rule, p: PipelineFacts, now: datetime) -> Check:
     (latest, value), earlier = runs[0], [v for _, v in runs[1 : 1 + window]]
     average = sum(earlier) / len(earlier)
     drop = (average - value) / average * 100 if average > 0 else 0.0
+    # (a resolved alert says where the value went: above the average is not "-22% below")
+    against = f"{drop:.0f}% below" if drop >= 0 else f"{-drop:.0f}% above"
     summary = (
-        f"{_where(p.state)}: {name} {value:,.0f} is {drop:.0f}% below the average "
+        f"{_where(p.state)}: {name} {value:,.0f} is {against} the average "
         f"{average:,.0f} of its previous {len(earlier)} successful runs"
     )
     return drop > drop_pct, round(drop, 3), summary, {"run_id": latest.run_id}
