@@ -21,7 +21,7 @@ import pyarrow as pa
 from flowdeck.errors import StoreUnavailable
 from flowdeck.pipelines import PipelineKey, PipelineState
 from flowdeck.runs import RunRecord
-from flowdeck.store.base import BatchKey
+from flowdeck.store.base import BatchKey, BatchRow
 from flowdeck.store.bulk import INCOMING, ColumnarAppend
 from flowdeck.store.cache import Recent, WriteCache
 from flowdeck.store.sql import (
@@ -142,6 +142,10 @@ _PIPELINE_TIMES: Final = frozenset(c for c in PIPELINE_COLUMNS if c.endswith(("_
 _PIPELINE_TIME_AT: Final = tuple(i for i, c in enumerate(PIPELINE_COLUMNS) if c in _PIPELINE_TIMES)
 
 
+_BATCH_TIMES: Final = frozenset(c for c in BATCH_COLUMNS if c.endswith("_at"))
+_BATCH_TIME_AT: Final = tuple(i for i, c in enumerate(BATCH_COLUMNS) if c in _BATCH_TIMES)
+
+
 def _times(row: Sequence[Any], at: tuple[int, ...]) -> list[Any]:
     values = list(row)
     for i in at:
@@ -157,6 +161,7 @@ class DuckDBStore(ColumnarAppend):
     pipeline_select = ", ".join(
         f"epoch_us({c})" if c in _PIPELINE_TIMES else c for c in PIPELINE_COLUMNS
     )
+    batch_select = ", ".join(f"epoch_us({c})" if c in _BATCH_TIMES else c for c in BATCH_COLUMNS)
     types: ClassVar = {"text": "VARCHAR", "double": "DOUBLE", "json": "JSON"}
     driver_errors: ClassVar = (duckdb.Error,)
     conflict_errors: ClassVar = (duckdb.ConstraintException,)
@@ -298,6 +303,9 @@ class DuckDBStore(ColumnarAppend):
 
     def pipeline_from_row(self, row: Sequence[Any]) -> PipelineState:
         return PipelineState(*_times(row, _PIPELINE_TIME_AT))
+
+    def read_batch(self, row: Sequence[Any]) -> BatchRow:
+        return BatchRow(*_times(row, _BATCH_TIME_AT))
 
     def _statement(self, query: str) -> Any:
         """The writer's query parsed once (the text itself where it holds several

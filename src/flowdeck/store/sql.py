@@ -290,6 +290,7 @@ class SqlStore(MetricsSql, Store):
     # driver is slow at some type reads it otherwise.
     run_select: ClassVar[str] = _RUN_SELECT
     pipeline_select: ClassVar[str] = ", ".join(PIPELINE_COLUMNS)  # and pipeline_from_row
+    batch_select: ClassVar[str] = _BATCH_SELECT  # and read_batch
     # True where this process's writer is the only one of its database: it may then keep
     # what it wrote in memory instead of reading it back (see cache.py).
     exclusive_writer: ClassVar[bool] = False
@@ -626,6 +627,9 @@ class SqlStore(MetricsSql, Store):
     def pipeline_from_row(self, row: Sequence[Any]) -> PipelineState:
         return PipelineState(*row)
 
+    def read_batch(self, row: Sequence[Any]) -> BatchRow:
+        return batch_from_row(row)
+
     def _select_runs(
         self, where: str, params: Mapping[str, Any], tail: str = ""
     ) -> list[RunRecord]:
@@ -652,8 +656,8 @@ class SqlStore(MetricsSql, Store):
         self, where: str, params: Mapping[str, Any], tail: str = ""
     ) -> list[BatchRow]:
         with self.reader() as cur:
-            self._q(cur, f"SELECT {_BATCH_SELECT} FROM batches WHERE {where} {tail}", params)
-            return [batch_from_row(row) for row in cur.fetchall()]
+            self._q(cur, f"SELECT {self.batch_select} FROM batches WHERE {where} {tail}", params)
+            return [self.read_batch(row) for row in cur.fetchall()]
 
     def list_batches(self, query: BatchQuery) -> list[BatchRow]:
         where = ["sort_at >= :since"]
