@@ -75,6 +75,17 @@ async def _send_json(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _answer_error(exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+    """The app's answer to an error of a request taken here: its domain response, else a
+    500 (logged)."""
+    response = domain_response(exc)
+    if response is None:
+        log.exception("POST %s failed", scope["path"])
+        await _send_json(send, 500, b'{"message":"internal server error"}')
+        return
+    await response(scope, receive, send)
+
+
 async def handle(svc: Services, scope: Scope, receive: Receive, send: Send) -> None:
     """Answer one POST /api/v1/runs."""
     try:
@@ -85,12 +96,7 @@ async def handle(svc: Services, scope: Scope, receive: Receive, send: Send) -> N
     except _Gone:
         return
     except Exception as exc:
-        response = domain_response(exc)
-        if response is None:
-            log.exception("POST %s failed", PATH)
-            await _send_json(send, 500, b'{"message":"internal server error"}')
-            return
-        await response(scope, receive, send)
+        await _answer_error(exc, scope, receive, send)
         return
     await _send_json(send, 200, orjson.dumps(out))
 
@@ -118,12 +124,8 @@ async def handle_lineage(
     except ClientDisconnect:
         return
     except Exception as exc:
-        mapped = domain_response(exc)
-        if mapped is None:
-            log.exception("POST %s failed", LINEAGE)
-            await _send_json(send, 500, b'{"message":"internal server error"}')
-            return
-        response = mapped
+        await _answer_error(exc, scope, receive, send)
+        return
     await response(scope, receive, send)
 
 

@@ -155,12 +155,7 @@ class Writer:
     async def write(
         self, reports: Sequence[Report], locate: Callable[[int], str] = lambda i: f"runs[{i}]"
     ) -> list[str]:
-        if self._thread is None:
-            raise StoreUnavailable("the writer is not running")
-        request = WriteRequest(reports, locate)
-        answer = self._replies.watch(request.future)  # before the writer can finish it
-        self._queue.put(request)
-        return await answer
+        return await self._answered(WriteRequest(reports, locate))
 
     @property
     def takes_columns(self) -> bool:
@@ -177,10 +172,13 @@ class Writer:
         return request.future
 
     async def write_columns(self, columns: Columnar) -> list[str]:
+        return await self._answered(ColumnarRequest(columns))
+
+    async def _answered(self, request: WriteRequest | ColumnarRequest) -> list[str]:
+        """Queue ``request`` and wait for its answer, handed over with its commit's."""
         if self._thread is None:
             raise StoreUnavailable("the writer is not running")
-        request = ColumnarRequest(columns)
-        answer = self._replies.watch(request.future)
+        answer = self._replies.watch(request.future)  # before the writer can finish it
         self._queue.put(request)
         return await answer
 
