@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 import duckdb
@@ -68,8 +68,6 @@ SELECT project, batch_id, min(env) AS env, min(started_at) AS started_at,
     count(*) FILTER (WHERE dq_errors > 0.01 * coalesce(rows_read, 0)) AS dq_warning_processes
 FROM {INCOMING} GROUP BY project, batch_id
 """
-_BATCH_TIMES: Final = frozenset(c for c in BATCH_COLUMNS if c.endswith("_at"))
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ADD_TO_BATCHES: Final = f"""
 INSERT INTO batches ({", ".join(BATCH_COLUMNS)})
 SELECT a.project, a.batch_id, least(a.env, b.env), least(a.started_at, b.started_at),
@@ -80,21 +78,8 @@ SELECT a.project, a.batch_id, least(a.env, b.env), least(a.started_at, b.started
 FROM {INCOMING_SUMS} a LEFT JOIN batches b ON a.project = b.project AND a.batch_id = b.batch_id
 ON CONFLICT (project, batch_id) DO UPDATE SET
 {", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c not in ("project", "batch_id"))}
-RETURNING {", ".join(f"epoch_us({c})" if c in _BATCH_TIMES else c for c in BATCH_COLUMNS)}
+RETURNING {{returning}}
 """
-
-
-def _batches_from(result: pa.Table) -> list[BatchRow]:
-    """The batches _ADD_TO_BATCHES returns: read column by column, their times as
-    microseconds, which come out of the driver fifteen times faster than timestamps with
-    a zone (an import touches tens of thousands of batches)."""
-    columns = [result.column(i).to_pylist() for i in range(result.num_columns)]
-    for i, name in enumerate(BATCH_COLUMNS):
-        if name in _BATCH_TIMES:
-            columns[i] = [
-                None if v is None else _EPOCH + timedelta(microseconds=v) for v in columns[i]
-            ]
-    return [BatchRow(*values) for values in zip(*columns, strict=True)]
 
 
 _KEY: Final = "project, pipeline, env"
@@ -270,10 +255,11 @@ class ColumnarAppend(SqlStore):
                 pipelines = self._advance_pipelines(cur, deltas, cache)
                 cur.register(INCOMING_SUMS, sums)
                 try:
-                    added_to = cur.sql(self.sql(_ADD_TO_BATCHES), params={"now": now})
-                    batches = _batches_from(added_to.to_arrow_table())
-                except duckdb.Error as exc:
-                    raise StoreUnavailable(f"{self.backend}: {exc}") from exc
+                    # (the batches as the store reads them: an import touches tens of
+                    # thousands, and the driver's zoned timestamps are slow)
+                    added_to = _ADD_TO_BATCHES.format(returning=self.batch_select)
+                    self._q(cur, added_to, {"now": now})
+                    batches = [self.read_batch(row) for row in cur.fetchall()]
                 finally:
                     cur.unregister(INCOMING_SUMS)
         except BaseException:
