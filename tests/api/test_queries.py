@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
@@ -129,6 +130,36 @@ def test_unknown_batch_and_run_are_404(estate: TestClient) -> None:
         assert (res.status_code, res.json()["message"]) == (404, "batch 'nope' not found")
     res = estate.get("/api/v1/runs/nope")
     assert (res.status_code, res.json()["message"]) == (404, "run 'nope' not found")
+
+
+@pytest.mark.parametrize("batch_id", ["2026/11/23", "nightly/runs/x", "a/dq/b", "/lead"])
+def test_a_batch_id_with_slashes_is_read_on_every_path(client: TestClient, batch_id: str) -> None:
+    reports = [
+        run("load", batch_id=batch_id, rows_read=1000, dq_errors=50),
+        run("stock", batch_id=batch_id, status="FAILED", error_message="boom"),
+        run("load", batch_id="plain"),
+    ]
+    assert client.post("/api/v1/runs", json=[as_json(r) for r in reports]).status_code == 200
+    quoted = quote(batch_id, safe="")
+    for spelled in (quoted, batch_id):  # %2F is decoded before routing: the same path
+        base = f"/api/v1/batches/{spelled}"
+        summary = client.get(base)
+        assert summary.status_code == 200, (base, summary.text)
+        assert (summary.json()["batch_id"], summary.json()["total"]) == (batch_id, 2)
+        page = client.get(f"{base}/runs?sort=pipeline").json()
+        assert [r["pipeline"] for r in page["items"]] == ["load", "stock"]
+        rows = list(csv.DictReader(io.StringIO(client.get(f"{base}/runs.csv").text)))
+        assert [r["batch_id"] for r in rows] == [batch_id, batch_id]
+        dq = client.get(f"{base}/dq").json()
+        assert [r["pipeline"] for r in dq["items"]] == ["load"]
+    view = client.get(f"/batches/{quoted}/dq")
+    assert view.status_code == 200 and f"DQ errors in batch {batch_id}" in view.text
+    dashboard = client.get(f"/?batch={quoted}", headers={"accept": "text/html"}).text
+    assert f'href="/api/v1/batches/{quoted}/runs.csv?' in dashboard
+    assert f'href="/batches/{quoted}/dq?' in dashboard
+    assert client.get("/api/v1/batches/plain/runs").json()["total"] == 1
+    res = client.get(f"/api/v1/batches/{quote(batch_id + '/more', safe='')}/runs")
+    assert res.json()["message"] == f"batch {batch_id + '/more'!r} not found"
 
 
 def test_a_batch_id_in_two_projects_needs_the_project(client: TestClient) -> None:

@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
+import flowdeck.api.paths  # noqa: F401  (registers the {batch_id:batch} convertor)
 from flowdeck.api.params import parse_time
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services, services
@@ -64,7 +65,9 @@ def find_batch(svc: Services, batch_id: str, project: str | None) -> BatchRow:
     return found[0]
 
 
-@router.get("/batches/{batch_id}", response_model=BatchSummaryOut, summary="One batch's summary")
+@router.get(
+    "/batches/{batch_id:batch}", response_model=BatchSummaryOut, summary="One batch's summary"
+)
 def get_batch(batch_id: str, svc: Svc, project: ProjectParam = None) -> Response:
     return JSON(batch_summary(find_batch(svc, batch_id, project)))
 
@@ -98,7 +101,7 @@ StatusParam = Annotated[
 
 
 @router.get(
-    "/batches/{batch_id}/runs", response_model=RunPage, summary="A batch's processes, paged"
+    "/batches/{batch_id:batch}/runs", response_model=RunPage, summary="A batch's processes, paged"
 )
 def list_batch_runs(
     batch_id: str,
@@ -145,7 +148,7 @@ def _cell(value: object) -> object:
 
 
 @router.get(
-    "/batches/{batch_id}/runs.csv",
+    "/batches/{batch_id:batch}/runs.csv",
     summary="A batch's processes as CSV (every row, same sort and filter)",
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from starlette.responses import Response
 
+import flowdeck.api.paths  # noqa: F401  (registers the {batch_id:batch} convertor)
 from flowdeck.api.batches import PAGE_SIZES, ProjectParam, find_batch
 from flowdeck.api.responses import JSON
 from flowdeck.api.services import Services, services
@@ -49,7 +50,7 @@ def dq_page(
 
 
 @router.get(
-    "/batches/{batch_id}/dq",
+    "/batches/{batch_id:batch}/dq",
     response_model=DqPage,
     summary="A batch's processes over 1 % DQ errors, worst first",
 )

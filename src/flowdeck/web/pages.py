@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+import flowdeck.api.paths  # noqa: F401  (registers the {batch_id:batch} convertor)
 from flowdeck import __version__
 from flowdeck.api.batches import PAGE_SIZES
 from flowdeck.api.quality import dq_page
@@ -169,7 +170,7 @@ def run_page(run_id: str, request: Request, svc: Svc) -> Response:
     )
 
 
-@router.get("/batches/{batch_id}/dq")
+@router.get("/batches/{batch_id:batch}/dq")
 def dq_view(
     batch_id: str,
     request: Request,
