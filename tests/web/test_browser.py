@@ -270,6 +270,32 @@ def test_live_update_after_a_post_keeps_sort_and_page(page: Page, ui_server: str
     assert page.is_checked("#status-failed")
 
 
+def test_the_batch_picker_follows_the_open_batch(page: Page, ui_server: str) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    waiting = process("PICK-1", "alpha", "qa", start, status="PENDING")
+    post(ui_server, [waiting])
+    page.goto("/?batch=PICK-1")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    picked = page.locator("#batch option:checked")
+    expect(picked).to_have_text("PICK-1 · not started · qa · red")
+    post(ui_server, [{**waiting, "status": "RUNNING", "started_at": start.isoformat()}])
+    expect(page.locator("#batch-cards .card:has(dt:text-is('Running')) dd")).to_have_text("1")
+    shown = start.strftime("%Y-%m-%d %H:%M")
+    expect(picked).to_have_text(f"PICK-1 · {shown} · qa · red", timeout=2000)
+    post(
+        ui_server,
+        [
+            {
+                **waiting,
+                "started_at": start.isoformat(),
+                "status": "SUCCESS",
+                "ended_at": datetime.now(UTC).isoformat(),
+            }
+        ],
+    )
+    expect(picked).to_have_text(f"PICK-1 · {shown} · qa · green", timeout=2000)
+
+
 def test_falls_back_to_polling_while_the_stream_is_down(page: Page, ui_server: str) -> None:
     runs = live_batch(ui_server, "POLL-1")
     page.clock.install()

@@ -83,6 +83,16 @@
     return cards !== null && cards.getAttribute("data-open") === "true";
   }
 
+  // The batch picker names the open batch as its cards now do (its start, its health).
+  function syncPicker() {
+    var cards = document.getElementById("batch-cards");
+    var picker = document.getElementById("batch");
+    if (!cards || !picker || picker.selectedIndex < 0) return;
+    var label = cards.getAttribute("data-picker-label");
+    var option = picker.options[picker.selectedIndex];
+    if (label && option.textContent !== label) option.textContent = label;
+  }
+
   // Reload the cards and the current page of the table (same sort, filter and page);
   // at most one request at a time, and one more if changes came in meanwhile.
   function refresh() {
@@ -94,6 +104,7 @@
       target: "#runs-data", swap: "outerHTML", headers: { "HX-Target": "runs-data" }
     }).finally(function () {
       inFlight = false;
+      syncPicker();
       tick();
       if (again) { again = false; refresh(); }
     });
