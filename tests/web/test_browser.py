@@ -399,6 +399,28 @@ def test_narrow_screens_do_not_scroll_sideways(browser: Browser, ui_server: str)
         context.close()
 
 
+@pytest.mark.parametrize("width", [390, 1024, 1280, 1600])
+def test_the_bell_sits_on_the_brands_row(browser: Browser, ui_server: str, width: int) -> None:
+    """The links wrap between the brand and the bell (or, on a phone, below them): the
+    header never spends a row on the bell alone."""
+    context = browser.new_context(base_url=ui_server, viewport={"width": width, "height": 800})
+    page = context.new_page()
+    try:
+        page.goto("/")
+        brand = page.locator("header.top .brand").bounding_box()
+        bell = page.locator("#bell").bounding_box()
+        first = page.locator("header nav a").first.bounding_box()
+        assert brand is not None and bell is not None and first is not None
+        assert abs((bell["y"] + bell["height"] / 2) - (brand["y"] + brand["height"] / 2)) < 10
+        assert bell["x"] + bell["width"] > width - 40  # at the right edge
+        if width >= 1024:  # the links start on that row too
+            assert first["y"] < brand["y"] + brand["height"]
+        # The bell keeps its name where its text is hidden.
+        expect(page.get_by_role("link", name=re.compile("^Notifications"))).to_be_visible()
+    finally:
+        context.close()
+
+
 def test_the_api_reference_works_without_the_internet(page: Page, ui_server: str) -> None:
     """/docs loads Swagger UI from flowdeck's own static files: every request the page
     makes stays on this server, and the operations are drawn."""
