@@ -133,7 +133,7 @@ def test_two_failures_of_a_retailer_page_once(
     payload = hook.json()
     assert payload["rule"]["name"] == "acme-failing"
     assert payload["alerts"][0]["summary"] == (
-        "ingest_acme (prod) failed 2 time(s) in a row: supplier feed missing"
+        "ingest_acme (prod) failed 2 times in a row: supplier feed missing"
     )
     assert payload["alerts"][0]["url"].startswith("https://flowdeck.example.com/alerts/")
     text = slack.json()["text"]

@@ -80,9 +80,19 @@ def test_consecutive_failures_needs_n_in_a_row() -> None:
     )
     assert obs.active
     assert obs.value == 2
-    assert obs.summary == "load_sales (prod) failed 2 time(s) in a row: disk full"
+    assert obs.summary == "load_sales (prod) failed 2 times in a row: disk full"
     assert obs.labels["rule"] == "consecutive_failures"
     assert obs.labels["severity"] == "error"
+
+
+def test_consecutive_failures_wording_for_one_and_for_none() -> None:
+    r = rule(n=1)
+    once = one(r, facts(PipelineFacts(state(failures=1))))
+    assert (once.active, once.summary) == (True, "load_sales (prod) failed once")
+    # What a resolved alert says once the pipeline succeeded again.
+    none = one(r, facts(PipelineFacts(state(failures=0))))
+    assert not none.active
+    assert none.summary == "load_sales (prod) has not failed since its last success"
 
 
 def test_selector_matches_project_env_glob_and_labels() -> None:
@@ -113,7 +123,10 @@ def test_stale_measures_from_the_last_success() -> None:
     r = rule("stale", max_age="4h")
     fresh = PipelineFacts(state(last_success_at=NOW - timedelta(hours=3, minutes=59)))
     old = PipelineFacts(state(last_success_at=NOW - timedelta(hours=4, minutes=1)))
-    assert not one(r, facts(fresh)).active
+    fresh_obs = one(r, facts(fresh))
+    assert not fresh_obs.active
+    # (what a resolved alert says: fresh again, not "has not succeeded for")
+    assert fresh_obs.summary.startswith("load_sales (prod) last succeeded 4.0 h ago (")
     obs = one(r, facts(old))
     assert obs.active
     assert obs.summary.startswith("load_sales (prod) has not succeeded for 4.0 h")

@@ -37,7 +37,7 @@ def sample(status: str = "firing") -> dict[str, Any]:
         labels={"project": "default", "pipeline": "ingest_acme", "env": "prod", "retailer": "acme"},
         subject={"run_id": "r9"},
         value=2,
-        summary="ingest_acme (prod) failed 2 time(s) in a row: <feed> missing",
+        summary="ingest_acme (prod) failed 2 times in a row: <feed> missing",
         active_since=NOW - timedelta(minutes=10),
         fired_at=NOW - timedelta(minutes=10),
         resolved_at=NOW if status == "resolved" else None,
@@ -105,7 +105,7 @@ def test_slack_message_is_readable(receiver: HttpReceiver) -> None:
     section = message["blocks"][1]
     assert (
         section["text"]["text"]
-        == "*Firing:* ingest_acme (prod) failed 2 time(s) in a row: <feed> missing"
+        == "*Firing:* ingest_acme (prod) failed 2 times in a row: <feed> missing"
     )
     fields = [f["text"] for f in section["fields"]]
     assert fields == [
@@ -150,7 +150,7 @@ def test_email_with_login_text_and_html() -> None:
         assert message["Subject"] == "[FIRING:1] acme-failing (critical)"
         parts: list[Any] = list(message.get_payload())
         text, html = (part.get_payload(decode=True).decode() for part in parts)
-        assert "FIRING: ingest_acme (prod) failed 2 time(s) in a row: <feed> missing" in text
+        assert "FIRING: ingest_acme (prod) failed 2 times in a row: <feed> missing" in text
         assert "  since: 2026-11-23 05:50 UTC" in text
         assert "Runbook: https://flowdeck.example.com/runbook#consecutive_failures" in text
         assert "&lt;feed&gt; missing" in html

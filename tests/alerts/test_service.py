@@ -55,7 +55,7 @@ def test_two_failures_fire_once_with_a_signed_webhook(rig: Rig) -> None:
     assert body["rule"]["remediation"] == "Rerun the load."
     assert body["rule"]["runbook_url"] == "http://flowdeck.test/runbook#consecutive_failures"
     (alert,) = body["alerts"]
-    assert alert["summary"] == "load_sales (prod) failed 2 time(s) in a row: disk full"
+    assert alert["summary"] == "load_sales (prod) failed 2 times in a row: disk full"
     assert alert["labels"]["retailer"] == "acme"
     assert alert["url"] == f"http://flowdeck.test/alerts/{alert['fingerprint']}"
     (current,) = rig.alerts.db.alerts(states=("firing",))

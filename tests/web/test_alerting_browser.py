@@ -156,7 +156,7 @@ def test_bell_counts_live_and_notifications_are_marked_read(page: Page, server: 
     items = page.locator("li.notification.unread")
     expect(items).to_have_count(2)
     first = items.first
-    expect(first).to_contain_text("failed 2 time(s) in a row")
+    expect(first).to_contain_text("failed 2 times in a row")
     first.get_by_role("button", name=re.compile("^Mark read")).click()
     expect(page.locator("li.notification.unread")).to_have_count(1)
     assert unread(page) == "1"
@@ -171,7 +171,7 @@ def test_acknowledge_and_silence_from_the_alert_page(page: Page, server: str) ->
     link = page.locator("#firing").get_by_role("link", name=re.compile("load_ack \\(prod\\)"))
     expect(link).to_be_visible(timeout=5000)  # the list refreshes itself
     link.click()
-    expect(page.locator("h1")).to_contain_text("load_ack (prod) failed 2 time(s) in a row")
+    expect(page.locator("h1")).to_contain_text("load_ack (prod) failed 2 times in a row")
     expect(page.get_by_role("link", name="Runbook: consecutive failures")).to_be_visible()
     expect(page.get_by_role("link", name="load_ack", exact=True)).to_have_attribute(
         "href", "/sources/load_ack?env=prod&project=default"

@@ -93,7 +93,7 @@ def test_bell_counts_unread_and_mark_read(client: TestClient) -> None:
     assert bell(client) == "1"
     assert 'data-unread="1"' in client.get("/", headers=HTML).text  # every page has it
     page = client.get("/notifications", headers=HTML)
-    assert "load_acme (prod) failed 2 time(s) in a row: supplier feed missing" in page.text
+    assert "load_acme (prod) failed 2 times in a row: supplier feed missing" in page.text
     assert "Mark all read" in page.text
     (n,) = alerting(client).db.notifications(channel="app")
     read = client.post("/notifications/read", data={"id": n.id})

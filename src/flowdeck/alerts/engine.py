@@ -225,7 +225,11 @@ def _consecutive_failures(rule: Rule, p: PipelineFacts, now: datetime) -> Check:
     failures = p.state.consecutive_failures
     run = p.last_run
     detail = f": {run.error_message}" if run is not None and run.error_message else ""
-    summary = f"{_where(p.state)} failed {failures} time(s) in a row{detail}"
+    if failures:
+        times = "once" if failures == 1 else f"{failures} times in a row"
+        summary = f"{_where(p.state)} failed {times}{detail}"
+    else:  # (what a resolved alert says: not "failed 0 times")
+        summary = f"{_where(p.state)} has not failed since its last success"
     return failures >= n, float(failures), summary, {"run_id": p.state.last_run_id}
 
 
@@ -235,7 +239,10 @@ def _stale(rule: Rule, p: PipelineFacts, now: datetime) -> Check:
     if s.last_success_at is not None:
         age = (now - s.last_success_at).total_seconds()
         last = f"{s.last_success_at:%Y-%m-%d %H:%M} UTC"
-        summary = f"{_where(s)} has not succeeded for {_ago(age)} (last success {last})"
+        if age > max_age:
+            summary = f"{_where(s)} has not succeeded for {_ago(age)} (last success {last})"
+        else:  # (a resolved alert: fresh again)
+            summary = f"{_where(s)} last succeeded {_ago(age)} ago ({last})"
     else:
         since = p.first_run_at or s.last_run_at
         age = (now - since).total_seconds()
