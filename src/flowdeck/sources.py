@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from flowdeck.alerts.rules import Rule
 from flowdeck.errors import FieldProblem, InvalidInput, NotFound
-from flowdeck.pipelines import PipelineState
+from flowdeck.pipelines import PipelineKey, PipelineState
 from flowdeck.runs import RunRecord
 from flowdeck.store import Store
 
@@ -25,6 +25,10 @@ DEFAULT_STALE_S: Final = 4 * 3600.0
 # Runs read per pipeline for the list's sparklines, and for a source's own page.
 LIST_RUNS: Final = 30
 DETAIL_RUNS: Final = 500
+# Every pipeline's last runs are read in one query over the runs of this window (a
+# pipeline that runs daily has 30 in it); a pipeline that has fewer there than it has runs
+# is read on its own.
+RECENT_WINDOW: Final = timedelta(days=35)
 STANDARD_FIELDS: Final = (
     "rows_written",
     "rows_read",
@@ -99,6 +103,25 @@ def stale_threshold(
         if not found or max_age < best[0]:
             best, found = (max_age, rule.name), True
     return best
+
+
+def recent_runs(
+    store: Store,
+    states: Sequence[PipelineState],
+    limit: int,
+    now: datetime,
+    project: str | None = None,
+    env: str | None = None,
+) -> dict[PipelineKey, list[RunRecord]]:
+    """The newest ``limit`` runs of each pipeline (of ``states``), newest first."""
+    found = store.list_recent_runs(now - RECENT_WINDOW, limit, project=project, env=env)
+    out: dict[PipelineKey, list[RunRecord]] = {}
+    for state in states:
+        runs = found.get(state.key, [])
+        if len(runs) < min(limit, state.runs):  # it has older ones
+            runs = store.list_pipeline_runs(state.project, state.pipeline, state.env, limit)
+        out[state.key] = runs
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +283,9 @@ def list_sources(
     pipelines: list[dict[str, Any]] = []
     keys: set[str] = set()
     label_names: set[str] = set()
+    recent = recent_runs(store, states, LIST_RUNS, now, project, env)
     for state in states:
-        runs = store.list_pipeline_runs(state.project, state.pipeline, state.env, LIST_RUNS)
+        runs = recent[state.key]
         keys |= numeric_keys(runs[:1])
         if runs:
             label_names |= set(runs[0].labels)
@@ -356,9 +380,11 @@ def get_source_group(
         )
     check_field(field)
     found: dict[tuple[str, str], list[PipelineState]] = {}
-    for state in store.list_pipelines(project=project, env=env):
+    states = store.list_pipelines(project=project, env=env)
+    lasts = recent_runs(store, states, 1, now, project, env)
+    for state in states:
         # Membership as on the list: the labels of the pipeline's last run.
-        last = store.list_pipeline_runs(state.project, state.pipeline, state.env, 1)
+        last = lasts[state.key]
         if last and last[0].labels.get(name, NO_LABEL) == value:
             found.setdefault((state.project, state.env), []).append(state)
     if not found:
@@ -370,8 +396,11 @@ def get_source_group(
     members: list[dict[str, Any]] = []
     keys: set[str] = set()
     failures: list[dict[str, Any]] = []
-    for state in next(iter(found.values())):
-        runs = store.list_pipeline_runs(state.project, state.pipeline, state.env, limit)
+    chosen = next(iter(found.values()))
+    group_project, group_env = chosen[0].project, chosen[0].env
+    recent = recent_runs(store, chosen, limit, now, group_project, group_env)
+    for state in chosen:
+        runs = recent[state.key]
         keys |= numeric_keys(runs)
         members.append(_pipeline_source(look, state, runs, field))
         failures += [{"pipeline": r.pipeline, **_failure(r)} for r in runs if r.status == "FAILED"]

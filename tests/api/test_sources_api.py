@@ -94,6 +94,34 @@ def test_sources_per_pipeline(api: TestClient) -> None:
     assert body["stale"] == 2 and body["failing"] == 1 and body["total"] == 3
 
 
+def test_a_weekly_source_keeps_its_last_30_runs(api: TestClient) -> None:
+    """Most pipelines' last runs are read together from the last weeks; one that runs weekly
+    has older ones, which are read too."""
+    weekly = [
+        as_json(
+            run(
+                "acme_weekly",
+                batch_id=f"w{week}",
+                started_at=T0 - timedelta(weeks=week),
+                ended_at=T0 - timedelta(weeks=week) + timedelta(minutes=5),
+                rows_written=week,
+                labels={"retailer": "acme"},
+            )
+        )
+        for week in range(40)
+    ]
+    assert api.post("/api/v1/runs", json=weekly).status_code == 200
+    items = {i["pipeline"]: i for i in api.get("/api/v1/sources").json()["items"]}
+    trend = items["acme_weekly"]["trend"]
+    assert items["acme_weekly"]["recent_runs"] == 30
+    assert [p["value"] for p in trend] == list(range(29, -1, -1))  # oldest first
+    assert items["acme_sku"]["recent_runs"] == 4  # (fewer runs than 30: all of them)
+    group = api.get("/api/v1/sources/by/retailer/acme?env=prod").json()
+    assert sorted(m["pipeline"] for m in group["sources"]) == ["acme_sku", "acme_weekly"]
+    weekly_member = next(m for m in group["sources"] if m["pipeline"] == "acme_weekly")
+    assert weekly_member["recent_runs"] == 40
+
+
 def test_sources_by_label_sum_the_field_per_batch(api: TestClient) -> None:
     body = api.get("/api/v1/sources?by=retailer&field=sku_count").json()
     assert body["by"] == "retailer"

@@ -313,6 +313,44 @@ def test_pipeline_history_newest_first(store: Store, writer: Writer) -> None:
     assert [r.batch_id for r in history] == ["d4", "d3", "d2"]
 
 
+def test_recent_runs_of_every_pipeline_in_one_read(store: Store, writer: Writer) -> None:
+    def at(pipeline: str, day: int, env: str = "prod", **fields: Any) -> dict[str, Any]:
+        return run(
+            pipeline,
+            batch_id=f"d{day}",
+            env=env,
+            started_at=T0 + timedelta(days=day),
+            ended_at=T0 + timedelta(days=day, minutes=1),
+            **fields,
+        )
+
+    reports = [at("etl", day) for day in range(6)] + [
+        at("etl", d, "dev", run_id=f"dev{d}") for d in (1, 5)
+    ]
+    reports += [at("old", 0), at("other", 4, project="x")]
+    # Two runs that sort at the same time: the larger run_id counts as the newer.
+    reports += [at("tie", 5, run_id="tie-a"), at("tie", 5, run_id="tie-b")]
+    writer.submit(reports).result()
+    since = T0 + timedelta(days=2)
+    found = store.list_recent_runs(since, 3)
+    assert set(found) == {
+        ("default", "etl", "prod"),
+        ("default", "etl", "dev"),
+        ("default", "tie", "prod"),
+        ("x", "other", "prod"),
+    }
+    assert [r.batch_id for r in found[("default", "etl", "prod")]] == ["d5", "d4", "d3"]
+    assert [r.batch_id for r in found[("default", "etl", "dev")]] == ["d5"]
+    assert [r.run_id for r in found[("default", "tie", "prod")]] == ["tie-b", "tie-a"]
+    # The same runs as reading each pipeline on its own.
+    assert found[("default", "etl", "prod")] == store.list_pipeline_runs(
+        "default", "etl", "prod", 3
+    )
+    assert set(store.list_recent_runs(since, 3, project="x")) == {("x", "other", "prod")}
+    assert set(store.list_recent_runs(since, 1, env="dev")) == {("default", "etl", "dev")}
+    assert store.list_recent_runs(T0 + timedelta(days=9), 3) == {}
+
+
 def test_a_failing_plan_writes_nothing(store: Store) -> None:
     def plan(existing: dict[str, RunRecord]) -> WritePlan:
         raise RuntimeError("boom")

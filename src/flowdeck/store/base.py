@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from flowdeck.pipelines import PipelineState
+from flowdeck.pipelines import PipelineKey, PipelineState
 from flowdeck.runs import RunRecord
 
 BatchKey = tuple[str, str]  # (project, batch_id)
@@ -124,6 +124,13 @@ class Store(abc.ABC):
         self, project: str, pipeline: str, env: str, limit: int
     ) -> list[RunRecord]:
         """A pipeline's runs in one env, newest first."""
+
+    @abc.abstractmethod
+    def list_recent_runs(
+        self, since: datetime, limit: int, project: str | None = None, env: str | None = None
+    ) -> dict[PipelineKey, list[RunRecord]]:
+        """Of each pipeline's runs that sort at ``since`` or later, the newest ``limit``,
+        newest first: one read for every pipeline in the project and env (or all)."""
 
     @abc.abstractmethod
     def list_batches(self, query: BatchQuery) -> list[BatchRow]:

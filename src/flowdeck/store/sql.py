@@ -156,6 +156,17 @@ _SELECT_STAGED_BATCHES: Final = f"""
 SELECT {", ".join(f"b.{c}" for c in BATCH_COLUMNS)} FROM batches b
 JOIN staged_keys k ON b.project = k.project AND b.batch_id = k.batch_id
 """
+# Each pipeline's newest runs among those that sort after a time (the alias lets
+# ``run_select`` name the columns as it does on the table).
+_RECENT_RUNS: Final = """
+SELECT {select} FROM (
+    SELECT *, row_number() OVER (
+        PARTITION BY project, pipeline, env ORDER BY sort_at DESC, run_id DESC
+    ) AS recent
+    FROM runs WHERE {where}
+) runs WHERE recent <= :limit
+ORDER BY project, pipeline, env, recent
+"""
 _SAME_PIPELINE: Final = (
     "{a}.project = {b}.project AND {a}.pipeline = {b}.pipeline AND {a}.env = {b}.env"
 )
@@ -651,6 +662,24 @@ class SqlStore(MetricsSql, Store):
             {"project": project, "pipeline": pipeline, "env": env, "limit": limit},
             "ORDER BY sort_at DESC, run_id DESC LIMIT :limit",
         )
+
+    def list_recent_runs(
+        self, since: datetime, limit: int, project: str | None = None, env: str | None = None
+    ) -> dict[PipelineKey, list[RunRecord]]:
+        where = ["sort_at >= :since"]
+        params: dict[str, Any] = {"since": since, "limit": limit}
+        for name, value in (("project", project), ("env", env)):
+            if value is not None:
+                where.append(f"{name} = :{name}")
+                params[name] = value
+        query = _RECENT_RUNS.format(select=self.run_select, where=" AND ".join(where))
+        out: dict[PipelineKey, list[RunRecord]] = {}
+        with self.reader() as cur:
+            self._q(cur, query, params)
+            for row in cur.fetchall():
+                record = self.run_from_row(row)
+                out.setdefault((record.project, record.pipeline, record.env), []).append(record)
+        return out
 
     def _select_batches(
         self, where: str, params: Mapping[str, Any], tail: str = ""
