@@ -313,6 +313,15 @@ def test_pipeline_history_newest_first(store: Store, writer: Writer) -> None:
     assert [r.batch_id for r in history] == ["d4", "d3", "d2"]
 
 
+def test_runs_by_id_in_one_read(store: Store, writer: Writer) -> None:
+    writer.submit([run("a"), run("b", error_message="boom", status="FAILED")]).result()
+    found = store.get_runs(["b1:b", "nope", "b1:a"])
+    assert set(found) == {"b1:a", "b1:b"}
+    assert found["b1:b"] == store.get_run("b1:b")
+    assert found["b1:b"].error_message == "boom"
+    assert store.get_runs([]) == {}
+
+
 def test_recent_runs_of_every_pipeline_in_one_read(store: Store, writer: Writer) -> None:
     def at(pipeline: str, day: int, env: str = "prod", **fields: Any) -> dict[str, Any]:
         return run(

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from flowdeck import __version__
 from flowdeck.api.services import Services, services
-from flowdeck.errors import FlowdeckError, NotFound
+from flowdeck.errors import FlowdeckError
 from flowdeck.models import Status
 from flowdeck.prometheus import CONTENT_TYPE, Family, exposition
 
@@ -101,7 +101,10 @@ def _pipeline_families(svc: Services) -> list[Family]:
         "flowdeck_pipeline_last_run_rows_written", "rows written by the pipeline's last run"
     )
     runs = Family("flowdeck_pipeline_runs", "runs of the pipeline flowdeck keeps")
-    for state in svc.store.list_pipelines():
+    states = svc.store.list_pipelines()
+    # (gone between the two reads: left out)
+    lasts = svc.store.get_runs([s.last_run_id for s in states])
+    for state in states:
         key = {"project": state.project, "pipeline": state.pipeline, "env": state.env}
         for name in Status:
             status.add(1 if state.last_status == name else 0, **key, status=name.value)
@@ -109,9 +112,8 @@ def _pipeline_families(svc: Services) -> list[Family]:
             success.add(state.last_success_at.timestamp(), **key)
         failures.add(state.consecutive_failures, **key)
         runs.add(state.runs, **key)
-        try:
-            last = svc.store.get_run(state.last_run_id)
-        except NotFound:  # gone between the two reads
+        last = lasts.get(state.last_run_id)
+        if last is None:
             continue
         if last.duration_s is not None:
             duration.add(last.duration_s, **key)

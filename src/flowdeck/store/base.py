@@ -120,6 +120,10 @@ class Store(abc.ABC):
     def get_run(self, run_id: str) -> RunRecord: ...
 
     @abc.abstractmethod
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        """The stored runs of these ids, by id (ids not stored are left out)."""
+
+    @abc.abstractmethod
     def list_pipeline_runs(
         self, project: str, pipeline: str, env: str, limit: int
     ) -> list[RunRecord]:

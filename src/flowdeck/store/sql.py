@@ -654,6 +654,13 @@ class SqlStore(MetricsSql, Store):
             raise NotFound("run", run_id)
         return rows[0]
 
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        if not run_ids:
+            return {}
+        with self.reader() as cur:
+            self._q(cur, _SELECT_RUNS_ANY.format(select=self.run_select), {"ids": list(run_ids)})
+            return {row[0]: self.run_from_row(row) for row in cur.fetchall()}
+
     def list_pipeline_runs(
         self, project: str, pipeline: str, env: str, limit: int
     ) -> list[RunRecord]:
