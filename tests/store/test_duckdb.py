@@ -124,15 +124,15 @@ def test_runs_the_writer_forgot_are_merged_as_if_it_had_looked_them_up(tmp_path:
 def test_guessing_pauses_while_it_goes_wrong() -> None:
     guess = NewRunGuess()
     for _ in range(3):
-        assert guess.now()
+        assert guess.take_turn()
         guess.outcome(right=False)
-    assert not guess.now()  # three wrong of about the last twenty: look runs up for a while
+    assert not guess.take_turn()  # three wrong of about the last twenty: look runs up for a while
     for _ in range(NewRunGuess.PAUSE - 1):
-        assert not guess.now()
-    assert guess.now()
+        assert not guess.take_turn()
+    assert guess.take_turn()
     for _ in range(100):
         guess.outcome(right=True)
-        assert guess.now()
+        assert guess.take_turn()
 
 
 def test_the_writer_parses_each_statement_once(tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ class NewRunGuess:
         self.wrong = 0.0
         self.paused = 0
 
-    def now(self) -> bool:
+    def take_turn(self) -> bool:
+        """Whether this commit may guess; a paused guess counts this commit off its pause."""
         if self.paused:
             self.paused -= 1
             return False

@@ -366,7 +366,7 @@ class SqlStore(MetricsSql, Store):
     ) -> list[BatchRow]:
         cache = self._write_cache if self.exclusive_writer else None
         try:
-            if cache is not None and cache.guess.now():
+            if cache is not None and cache.guess.take_turn():
                 try:
                     return self._upsert_runs(run_ids, plan, cache, guess=True)
                 except _WrongGuess:
