@@ -82,14 +82,8 @@ def import_command(
     env, batch and process. Rows that break a rule are listed (row number, column, reason)
     and left out; the rest is imported, and the exit status is then 1.
     """
-    from flowdeck.ingest.file_import import (
-        ImportFailed,
-        discard,
-        import_direct,
-        import_http,
-        open_destination,
-    )
-    from flowdeck.ingest.pipeline_stats import BadFile, check_columns, parse_table, read_table
+    from flowdeck.ingest.file_import import ImportFailed, import_direct, import_http
+    from flowdeck.ingest.pipeline_stats import BadFile, parse_table, read_table
     from flowdeck.ingest.stats_columnar import parse_columns
 
     started = time.perf_counter()
@@ -97,13 +91,8 @@ def import_command(
     if data_dir is not None:
         settings = replace(settings, data_dir=data_dir)
     target = url or db or settings.resolved_database_url()
-    opening = None
     try:
         table = read_table(file, fmt)
-        check_columns(table)
-        # A file that can be imported: the database opens (and migrates) while its rows
-        # are checked.
-        opening = None if url else open_destination(target)
         with _bar(table.num_rows, "checking rows") as update:
             # Into a DuckDB file, rows are checked and appended in columns where they can be.
             parsed = None
@@ -111,22 +100,18 @@ def import_command(
                 parsed = parse_columns(table, project=project, env=env, progress=update)
             if parsed is None:
                 parsed = parse_table(table, project=project, env=env, progress=update)
-    except BaseException as exc:
-        if opening is not None:
-            discard(opening)
-        if isinstance(exc, BadFile):
-            raise click.ClickException(str(exc)) from exc
-        raise
+    except BadFile as exc:
+        raise click.ClickException(str(exc)) from exc
     del table
     if parsed.ignored_columns:
         click.echo(f"ignoring unknown columns: {', '.join(parsed.ignored_columns)}", err=True)
 
     try:
         with _bar(parsed.runs, "importing") as update:
-            if opening is None:
-                written = import_http(parsed, target, update)
+            if url:
+                written = import_http(parsed, url, update)
             else:
-                written = import_direct(parsed, opening, update)
+                written = import_direct(parsed, target, update)
     except ImportFailed as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Final
 
@@ -70,77 +68,26 @@ def _problem_rows(
 # -- straight into the store ---------------------------------------------------------------
 
 
-class Destination:
-    """A store opened for an import, with its single writer and, on PostgreSQL, the bus
-    that announces each commit to running servers' live clients."""
+def import_direct(parsed: Parsed, url: str, progress: Progress = _nothing) -> int:
+    """Write the parsed reports through a single writer of our own; returns runs written."""
+    try:
+        store = open_store(url)
+        store.migrate()
+    except FlowdeckError as exc:
+        hint = ""
+        if url.startswith("duckdb://") and "lock" in str(exc).lower():
+            hint = (
+                "\nThe file is in use, probably by a running `flowdeck serve`: import through "
+                "it with --url http://HOST:PORT, or stop it first."
+            )
+        raise ImportFailed(f"{exc}{hint}") from exc
+    bus: EventBus | None = None
+    if store.backend == "postgresql":
+        from flowdeck.pg_events import PostgresEventBus
 
-    def __init__(self, url: str) -> None:
-        try:
-            store = open_store(url)
-        except FlowdeckError as exc:
-            raise ImportFailed(f"{exc}{_in_use_hint(url, exc)}") from exc
-        try:
-            store.migrate()
-        except FlowdeckError as exc:
-            store.close()
-            raise ImportFailed(f"{exc}{_in_use_hint(url, exc)}") from exc
-        self.store = store
-        self.bus: EventBus | None = None
-        if store.backend == "postgresql":
-            from flowdeck.pg_events import PostgresEventBus
-
-            self.bus = PostgresEventBus(store.url)
-        self.writer = Writer(store, self.bus)
-        self.writer.start()
-
-    def close(self) -> None:
-        self.writer.stop()
-        if self.bus is not None:
-            self.bus.stop()
-        self.store.close()
-
-
-def _in_use_hint(url: str, exc: Exception) -> str:
-    if url.startswith("duckdb://") and "lock" in str(exc).lower():
-        return (
-            "\nThe file is in use, probably by a running `flowdeck serve`: import through "
-            "it with --url http://HOST:PORT, or stop it first."
-        )
-    return ""
-
-
-def open_destination(url: str) -> Future[Destination]:
-    """Open (and migrate) the destination on a thread of its own, so that it is ready when
-    the file has been read and checked; ``discard`` it if the import does not go on."""
-    future: Future[Destination] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(Destination(url))
-        except BaseException as exc:  # handed to whoever waits for it
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="flowdeck-import-open", daemon=True).start()
-    return future
-
-
-def discard(opening: Future[Destination]) -> None:
-    """Close a destination opened for an import that will not happen (once it is open)."""
-
-    def close(done: Future[Destination]) -> None:
-        if done.exception() is None:
-            done.result().close()
-
-    opening.add_done_callback(close)
-
-
-def import_direct(
-    parsed: Parsed, target: str | Future[Destination], progress: Progress = _nothing
-) -> int:
-    """Write the parsed reports through a single writer of our own (into ``target``, a
-    database URL or a destination being opened); returns runs written."""
-    destination = Destination(target) if isinstance(target, str) else target.result()
-    writer = destination.writer
+        bus = PostgresEventBus(store.url)  # announces commits to running servers' clients
+    writer = Writer(store, bus)
+    writer.start()
     written = 0
     try:
         if parsed.columns is not None:
@@ -154,7 +101,10 @@ def import_direct(
     except FlowdeckError as exc:
         raise ImportFailed(str(exc)) from exc
     finally:
-        destination.close()
+        writer.stop()
+        if bus is not None:
+            bus.stop()
+        store.close()
     return written
 
 

@@ -313,16 +313,6 @@ def table_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
         yield dict(zip(names, values, strict=True))
 
 
-def check_columns(table: pa.Table) -> None:
-    """BadFile unless the table has the required columns."""
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise BadFile(
-            f"required column(s) missing: {', '.join(missing)} "
-            f"(found: {', '.join(table.column_names) or 'none'})"
-        )
-
-
 def parse_table(
     table: pa.Table,
     *,
@@ -331,7 +321,12 @@ def parse_table(
     progress: Callable[[int], None] | None = None,
 ) -> Parsed:
     """Check every row of a ``pipeline_stats`` table and turn the good ones into reports."""
-    check_columns(table)
+    missing = [c for c in REQUIRED if c not in table.column_names]
+    if missing:
+        raise BadFile(
+            f"required column(s) missing: {', '.join(missing)} "
+            f"(found: {', '.join(table.column_names) or 'none'})"
+        )
     out = Parsed(rows=table.num_rows)
     out.ignored_columns = [c for c in table.column_names if c not in COLUMNS]
     default_env = env or DEFAULT_ENV
