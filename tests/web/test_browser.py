@@ -9,6 +9,7 @@ import io
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -182,6 +183,33 @@ def test_a_row_opens_the_run(page: Page) -> None:
     page.get_by_role("link", name="load_001", exact=True).focus()
     page.keyboard.press("Enter")
     expect(page.locator("h1")).to_contain_text("load_001")
+
+
+def test_run_charts_mark_this_run_and_the_failed_ones(page: Page) -> None:
+    # load_012 failed on day 5 (20990005); this run is its success of day 4.
+    page.goto("/runs/20990004%3Aload_012")
+    expect(page.locator("[data-chart=run-rows] canvas")).to_have_count(1)
+
+    def option(kind: str) -> dict[str, Any]:
+        found: dict[str, Any] = page.evaluate(
+            f"() => echarts.getInstanceByDom(document.querySelector('[data-chart={kind}]'))"
+            ".getOption()"
+        )
+        return found
+
+    points = {p["name"]: p for p in option("run-rows")["series"][0]["data"]}
+    this, failed = points.pop("20990004"), points.pop("20990005")
+    assert (this["symbol"], this["itemStyle"]["color"]) == ("diamond", "#14213d")
+    assert (failed["symbol"], failed["itemStyle"]["color"]) == ("emptyCircle", "#c62828")
+    assert points and all("itemStyle" not in p for p in points.values())
+    # Counts and durations are labelled in whole numbers: no tick between two of them.
+    for kind in ("run-duration", "run-rows", "run-dq"):
+        assert option(kind)["yAxis"][0]["minInterval"] == 1, kind
+    # The source's chart rings the same failed run in red (an empty circle takes its color).
+    page.goto("/sources/load_012?env=prod")
+    expect(page.locator("[data-chart=source-field] canvas")).to_have_count(1)
+    rings = [p for p in option("source-field")["series"][0]["data"] if "itemStyle" in p]
+    assert [(p["name"], p["itemStyle"]["color"]) for p in rings] == [("20990005", "#c62828")]
 
 
 def test_dq_view_lists_the_offenders(page: Page) -> None:

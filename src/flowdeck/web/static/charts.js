@@ -10,6 +10,8 @@
 
   var COLORS = ["#1f4f99", "#2e8540", "#b7791f", "#8e3b9b", "#c62828", "#00796b"];
   function pct(v) { return v === null || v === undefined ? "–" : (v * 100).toFixed(2) + " %"; }
+  // Whole numbers: an axis labelled with num or hms says minInterval 1, or the ticks
+  // between two whole numbers would repeat a label (0, 0, 0, 1, 1, 1).
   function num(v) { return v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US"); }
   function hms(s) {
     if (s === null || s === undefined) return "–";
@@ -45,7 +47,7 @@
     "run-duration": function () {
       return base("run-duration", {
         xAxis: timeAxis(),
-        yAxis: { type: "value", axisLabel: { formatter: hms } },
+        yAxis: { type: "value", minInterval: 1, axisLabel: { formatter: hms } },
         tooltip: { trigger: "axis", valueFormatter: hms },
         series: [runSeries("Duration", "duration_s", "line")]
       });
@@ -54,7 +56,7 @@
       return base("run-rows", {
         legend: { top: 4, left: 0 },
         xAxis: timeAxis(),
-        yAxis: { type: "value", axisLabel: { formatter: num } },
+        yAxis: { type: "value", minInterval: 1, axisLabel: { formatter: num } },
         tooltip: { trigger: "axis", valueFormatter: num },
         series: [runSeries("Rows read", "rows_read", "line"), runSeries("Rows written", "rows_written", "line")]
       });
@@ -62,7 +64,7 @@
     "run-dq": function () {
       return base("run-dq", {
         xAxis: timeAxis(),
-        yAxis: { type: "value", axisLabel: { formatter: num } },
+        yAxis: { type: "value", minInterval: 1, axisLabel: { formatter: num } },
         tooltip: { trigger: "axis", valueFormatter: num },
         series: [runSeries("DQ errors", "dq_errors", "bar")]
       });
@@ -125,7 +127,7 @@
         if (r.status === "FAILED") {
           point.symbol = "emptyCircle";
           point.symbolSize = 11;
-          point.itemStyle = { color: "#fff", borderColor: "#c62828", borderWidth: 2 };
+          point.itemStyle = { color: "#c62828", borderColor: "#c62828", borderWidth: 2 };
         }
         return point;
       })
@@ -134,7 +136,7 @@
   builders["source-field"] = function () {
     return base("source-" + data.field, {
       xAxis: timeAxis(),
-      yAxis: { type: "value", scale: true, axisLabel: { formatter: num } },
+      yAxis: { type: "value", scale: true, minInterval: 1, axisLabel: { formatter: num } },
       tooltip: { trigger: "axis", valueFormatter: num },
       series: [sourceSeries(data.field, "value")]
     });
@@ -142,7 +144,7 @@
   builders["source-duration"] = function () {
     return base("source-duration", {
       xAxis: timeAxis(),
-      yAxis: { type: "value", axisLabel: { formatter: hms } },
+      yAxis: { type: "value", minInterval: 1, axisLabel: { formatter: hms } },
       tooltip: { trigger: "axis", valueFormatter: hms },
       series: [sourceSeries("Duration", "duration_s")]
     });
@@ -215,7 +217,20 @@
       symbolSize: 7,
       data: data.runs.map(function (r) {
         var point = { value: [r.t, r[field]], name: r.batch_id };
-        if (r.run_id === data.current) point.itemStyle = { color: "#c62828", borderColor: "#000", borderWidth: 1 };
+        var failed = r.status === "FAILED";
+        // Failed runs in red, as on the sources' charts; this run a larger diamond (red
+        // only when it failed: red means failure on every chart).
+        if (failed) {
+          point.symbol = "emptyCircle";
+          point.symbolSize = 11;
+          // (an empty circle is drawn in its color and filled white)
+          point.itemStyle = { color: "#c62828", borderColor: "#c62828", borderWidth: 2 };
+        }
+        if (r.run_id === data.current) {
+          point.symbol = "diamond";
+          point.symbolSize = 15;
+          point.itemStyle = { color: failed ? "#c62828" : "#14213d", borderColor: "#fff", borderWidth: 1 };
+        }
         return point;
       })
     };
