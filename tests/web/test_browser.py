@@ -52,7 +52,9 @@ def test_default_selection_is_the_newest_batch(page: Page) -> None:
     assert card(page, "Success rate") == "83.3 %"
     assert card(page, "Processes over 1 %") == "⚠2"  # the icon is hidden from screen readers
     health = page.locator(".health-row .badge")
-    expect(health).to_have_text(re.compile(r"Red: failures"))
+    expect(health).to_have_text(
+        re.compile(r"Red: 5 processes failed, 15 still running or pending$")
+    )
     expect(health).to_have_class(re.compile("health-red"))
     expect(page.locator(".updated")).to_have_text(re.compile(r"Updated \d+ s ago"))
     expect(page.locator("#live-status")).to_have_attribute("data-state", "live")

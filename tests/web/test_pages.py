@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -50,6 +51,25 @@ def test_root_is_json_for_api_clients_and_the_dashboard_for_browsers(client: Tes
     assert 'id="live-status"' in page.text
     assert '<option value="b2" selected>' in page.text
     assert "32 processes" in page.text
+
+
+def test_the_health_badge_gives_the_batchs_own_reason(client: TestClient) -> None:
+    def badge(batch: str) -> str:
+        page = client.get(f"/?batch={batch}", headers=HTML).text
+        match = re.search(r'class="badge health-(\w+)">.*?</span>([^<]*)</span>', page)
+        assert match is not None
+        return f"{match.group(1)}: {match.group(2)}"
+
+    assert badge("b2") == "red: Red: 1 process failed, 1 still running or pending"
+    assert badge("b1") == "green: Green: every process succeeded"
+    running = [run(f"r{i}", batch_id="b3", status="RUNNING", ended_at=None) for i in range(3)]
+    done = [run(f"d{i}", batch_id="b3") for i in range(27)]
+    client.post("/api/v1/runs", json=[as_json(r) for r in running + done])
+    # 27 of 30 is 90 %: no failure yet, the rest still running.
+    assert badge("b3") == "yellow: Yellow: no failures so far, 3 still running or pending"
+    client.post("/api/v1/runs", json=[as_json(run("r9", batch_id="b3", status="PENDING"))])
+    # 27 of 31 is under 90 % with nothing failed: red, and the page says why.
+    assert badge("b3") == "red: Red: 27 of 31 succeeded, under 90 %, 4 still running or pending"
 
 
 def test_htmx_gets_only_the_part_it_swaps(client: TestClient) -> None:
