@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowdeck.batches import health
+from flowdeck.batches import health, health_reason
 from flowdeck.models import Health
 from flowdeck.runs import RunProblem, RunRecord, merge
 from tests.conftest import T0
@@ -159,6 +159,22 @@ def test_end_before_start_is_refused() -> None:
 )
 def test_batch_health(total: int, succeeded: int, failed: int, colour: Health) -> None:
     assert health(total, succeeded, failed) is colour
+
+
+@pytest.mark.parametrize(
+    ("total", "succeeded", "failed", "reason"),
+    [
+        (10, 10, 0, "every process succeeded"),
+        (10, 9, 0, "no failures so far, 1 still running or pending"),
+        (10, 8, 0, "8 of 10 succeeded, under 90 %, 2 still running or pending"),
+        (100, 99, 1, "1 process failed"),
+        (2_000, 1_000, 2, "2 processes failed, 998 still running or pending"),
+        (5, 4, 0, "4 of 5 succeeded, under 90 %, 1 still running or pending"),
+        (0, 0, 0, "no processes"),
+    ],
+)
+def test_batch_health_reason(total: int, succeeded: int, failed: int, reason: str) -> None:
+    assert health_reason(total, succeeded, failed, total - succeeded - failed) == reason
 
 
 def test_a_report_without_status_keeps_a_stated_status() -> None:

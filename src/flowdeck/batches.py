@@ -27,6 +27,21 @@ def health(total: int, succeeded: int, failed: int) -> Health:
     return Health.RED
 
 
+def health_reason(total: int, succeeded: int, failed: int, unfinished: int) -> str:
+    """Why a batch has its health, in its own numbers (what the dashboard's badge says)."""
+    still = f", {unfinished:,} still running or pending" if unfinished else ""
+    match health(total, succeeded, failed):
+        case Health.GREEN:
+            return "every process succeeded"
+        case Health.YELLOW:
+            return f"no failures so far{still}"
+    if failed:
+        return f"{failed:,} {'process' if failed == 1 else 'processes'} failed{still}"
+    if not total:
+        return "no processes"
+    return f"{succeeded:,} of {total:,} succeeded, under 90 %{still}"
+
+
 def batch_out(row: BatchRow) -> dict[str, Any]:
     return {
         "project": row.project,
@@ -41,6 +56,9 @@ def batch_out(row: BatchRow) -> dict[str, Any]:
         "pending": row.pending,
         "success_rate": success_rate(row.total, row.succeeded),
         "health": health(row.total, row.succeeded, row.failed).value,
+        "health_reason": health_reason(
+            row.total, row.succeeded, row.failed, row.running + row.pending
+        ),
     }
 
 

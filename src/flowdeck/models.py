@@ -114,6 +114,10 @@ class BatchOut(BatchCounts):
     ended_at: datetime | None = Field(description="latest end; null while any run is open")
     success_rate: float
     health: Health
+    health_reason: str = Field(
+        description="why, in the batch's numbers: '2 processes failed, 38 still running or "
+        "pending', '27 of 31 succeeded, under 90 %', 'every process succeeded'"
+    )
 
 
 class RowTotals(BaseModel):

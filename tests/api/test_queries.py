@@ -110,8 +110,12 @@ def test_batch_summary(estate: TestClient) -> None:
     assert b2["dq_errors"] == 50 and b2["dq_warning_processes"] == 1
     assert b2["dq_error_rate"] == pytest.approx(50 / 4000)
     assert b2["rows"] == {"read": 4000, "written": 3960, "invalid": 50, "inserted": 5, "updated": 7}
+    assert b2["health_reason"] == "1 process failed, 2 still running or pending"
     b1 = estate.get("/api/v1/batches/b1").json()
     assert b1["health"] == "green" and b1["duration_s"] == 30 * 60
+    assert b1["health_reason"] == "every process succeeded"
+    listed = {b["batch_id"]: b for b in estate.get("/api/v1/batches?since=30d").json()["items"]}
+    assert listed["b2"]["health_reason"] == b2["health_reason"]
 
 
 def test_yellow_batch(client: TestClient) -> None:

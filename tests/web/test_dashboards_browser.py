@@ -173,6 +173,25 @@ def test_a_new_run_updates_the_widget_without_a_reload(page: Page, ui_server: st
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
 
 
+def test_the_batch_widget_says_why_the_batch_has_its_health(page: Page, ui_server: str) -> None:
+    widget = {
+        "id": "latest",
+        "type": "batch_status",
+        "title": "Latest test batch",
+        "grid": {"x": 0, "y": 0, "w": 6, "h": 4},
+        "options": {"env": "test"},
+    }
+    board = create(ui_server, time_range={"last": "24h"}, widgets=[widget])
+    page.goto(f"/dashboards/{board['id']}")
+    body = page.locator("[data-widget-id='latest'] .widget-body")
+    expect(body).to_have_attribute("data-state", "ready")
+    # The seeded test batch: 19 of 20 succeeded, one still running.
+    expect(body.locator(".badge")).to_have_text(re.compile("Yellow$"))
+    reason = "no failures so far, 1 still running or pending"
+    expect(body.locator(".batch-reason")).to_have_text(reason)
+    expect(body.locator(".mini:has(dt:text-is('Running or pending')) dd")).to_have_text("1")
+
+
 def test_metric_points_show_at_the_refresh_interval_and_off_stops(
     page: Page, ui_server: str
 ) -> None:

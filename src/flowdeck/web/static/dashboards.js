@@ -432,11 +432,12 @@
       function cell(label, value, cls) { return '<div class="mini ' + (cls || "") + '"><dt>' + label + "</dt><dd>" + value + "</dd></div>"; }
       return '<div class="batch-widget"><p class="batch-line"><span class="badge health-' + esc(b.health) + '"><span class="icon" aria-hidden="true">' + h[0] + "</span>" + h[1] + "</span> " +
         '<a href="' + link + '">Batch ' + esc(b.batch_id) + "</a> <span class=\"hint\">" + esc(b.env) + (b.started_at ? " · started " + esc(when(b.started_at)) : "") + "</span></p>" +
+        (b.health_reason ? '<p class="hint batch-reason">' + esc(b.health_reason) + "</p>" : "") +
         '<dl class="minis">' +
         cell("Processes", plain.format(b.total)) +
         cell("Succeeded", plain.format(b.succeeded), "ok") +
         cell("Failed", plain.format(b.failed), b.failed ? "bad" : "") +
-        cell("Running", plain.format(b.running + b.pending)) +
+        cell("Running or pending", plain.format(b.running + b.pending)) +
         cell("Success rate", fmt("percent", b.success_rate)) +
         cell("DQ errors", plain.format(b.dq_errors), b.dq_warning_processes ? "warn" : "") +
         "</dl></div>";
