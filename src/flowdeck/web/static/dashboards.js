@@ -294,7 +294,8 @@
           radius: w.options.donut ? ["42%", "68%"] : "68%",
           center: ["50%", "45%"],
           avoidLabelOverlap: true,
-          label: { formatter: "{b}: {d} %" },
+          // (name and share on two lines: one line of both was cut off in a narrow widget)
+          label: { formatter: "{b}\n{d} %", lineHeight: 15 },
           data: values.map(function (v, i) {
             var status = v.tags && v.tags.status;
             return { name: v.name, value: v.value, itemStyle: status && STATUS_COLORS[status] ? { color: STATUS_COLORS[status] } : undefined };
