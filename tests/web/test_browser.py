@@ -207,6 +207,10 @@ def test_run_charts_mark_this_run_and_the_failed_ones(page: Page) -> None:
     # Counts and durations are labelled in whole numbers: no tick between two of them.
     for kind in ("run-duration", "run-rows", "run-dq"):
         assert option(kind)["yAxis"][0]["minInterval"] == 1, kind
+    # Durations tick at clock steps (2 min here), not at 200 s (00:03:20, 00:06:40).
+    duration = option("run-duration")["yAxis"][0]
+    assert duration["interval"] in (60, 120, 300, 600)
+    assert duration["max"] % duration["interval"] == 0
     # The source's chart rings the same failed run in red (an empty circle takes its color).
     page.goto("/sources/load_012?env=prod")
     expect(page.locator("[data-chart=source-field] canvas")).to_have_count(1)

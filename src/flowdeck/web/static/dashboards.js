@@ -114,6 +114,15 @@
     var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
     return h ? h + " h " + String(m).padStart(2, "0") + " min" : m + " min " + String(r).padStart(2, "0") + " s";
   }
+  // Durations tick at clock steps (30 s, 5 min, 1 h…), not at ECharts' decimal ones: a
+  // step of 200 s read "3 min 20 s, 6 min 40 s…".
+  var CLOCK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  function clockAxis(max) {
+    if (!(max > 0)) return {};
+    var want = max / 5;
+    var step = CLOCK_STEPS.filter(function (c) { return c >= want; })[0] || Math.ceil(want / 86400) * 86400;
+    return { interval: step, max: Math.ceil(max / step) * step };
+  }
   function fmt(format, v, short) {
     if (v === null || v === undefined || isNaN(v)) return "–";
     if (format === "percent") return (Math.round(v * 1000) / 10) + " %";
@@ -364,6 +373,12 @@
     var many = series.length > 1;
     var stacked = w.options.stack && many;
     var times = stacked ? allTimes(series) : null;
+    var clock = {};
+    if (format === "duration" && !stacked) {
+      var top = 0;
+      series.forEach(function (s) { s.points.forEach(function (p) { if (p[1] > top) top = p[1]; }); });
+      clock = clockAxis(top);
+    }
     return {
       animation: false,
       color: COLORS,
@@ -372,7 +387,7 @@
       grid: { left: 8, right: 16, top: many ? 34 : 12, bottom: 8, containLabel: true },
       tooltip: { trigger: "axis", valueFormatter: function (v) { return fmt(format, v); } },
       xAxis: { type: "time", min: d.start, max: d.end, axisLabel: { hideOverlap: true } },
-      yAxis: { type: "value", max: format === "percent" && !stacked ? function (v) { return Math.max(1, v.max); } : undefined, axisLabel: { formatter: function (v) { return fmt(format, v, true); } } },
+      yAxis: { type: "value", max: format === "percent" && !stacked ? function (v) { return Math.max(1, v.max); } : clock.max, interval: clock.interval, axisLabel: { formatter: function (v) { return fmt(format, v, true); } } },
       series: series.map(function (s, i) {
         return {
           name: s.name,
