@@ -41,18 +41,13 @@
     return option;
   }
 
-  // Durations tick at clock steps (30 s, 5 min, 1 h…), not at ECharts' decimal ones (a
-  // step of 200 s read 00:03:20, 00:06:40…).
-  var CLOCK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  // A duration axis at clock steps (format.js) over the runs' values of `field`.
   function clockAxis(field) {
     var max = 0;
     (data.runs || []).forEach(function (r) { if (r[field] > max) max = r[field]; });
     var axis = { type: "value", minInterval: 1, axisLabel: { formatter: hms } };
-    if (max > 0) {
-      var want = max / 5;
-      axis.interval = CLOCK_STEPS.filter(function (c) { return c >= want; })[0] || Math.ceil(want / 86400) * 86400;
-      axis.max = Math.ceil(max / axis.interval) * axis.interval;
-    }
+    var clock = window.flowdeck.clockAxis(max);
+    if (clock.interval) { axis.interval = clock.interval; axis.max = clock.max; }
     return axis;
   }
 

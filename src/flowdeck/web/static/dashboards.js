@@ -114,15 +114,6 @@
     var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
     return h ? h + " h " + String(m).padStart(2, "0") + " min" : m + " min " + String(r).padStart(2, "0") + " s";
   }
-  // Durations tick at clock steps (30 s, 5 min, 1 h…), not at ECharts' decimal ones: a
-  // step of 200 s read "3 min 20 s, 6 min 40 s…".
-  var CLOCK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
-  function clockAxis(max) {
-    if (!(max > 0)) return {};
-    var want = max / 5;
-    var step = CLOCK_STEPS.filter(function (c) { return c >= want; })[0] || Math.ceil(want / 86400) * 86400;
-    return { interval: step, max: Math.ceil(max / step) * step };
-  }
   function fmt(format, v, short) {
     if (v === null || v === undefined || isNaN(v)) return "–";
     if (format === "percent") return (Math.round(v * 1000) / 10) + " %";
@@ -377,7 +368,7 @@
     if (format === "duration" && !stacked) {
       var top = 0;
       series.forEach(function (s) { s.points.forEach(function (p) { if (p[1] > top) top = p[1]; }); });
-      clock = clockAxis(top);
+      clock = window.flowdeck.clockAxis(top);
     }
     return {
       animation: false,
