@@ -174,7 +174,8 @@ def test_batch_health(total: int, succeeded: int, failed: int, colour: Health) -
     ],
 )
 def test_batch_health_reason(total: int, succeeded: int, failed: int, reason: str) -> None:
-    assert health_reason(total, succeeded, failed, total - succeeded - failed) == reason
+    colour = health(total, succeeded, failed)
+    assert health_reason(colour, total, succeeded, failed, total - succeeded - failed) == reason
 
 
 def test_a_report_without_status_keeps_a_stated_status() -> None:

@@ -27,10 +27,11 @@ def health(total: int, succeeded: int, failed: int) -> Health:
     return Health.RED
 
 
-def health_reason(total: int, succeeded: int, failed: int, unfinished: int) -> str:
-    """Why a batch has its health, in its own numbers (what the dashboard's badge says)."""
+def health_reason(colour: Health, total: int, succeeded: int, failed: int, unfinished: int) -> str:
+    """Why a batch has its health (``colour``), in its own numbers (what the dashboard's
+    badge says)."""
     still = f", {unfinished:,} still running or pending" if unfinished else ""
-    match health(total, succeeded, failed):
+    match colour:
         case Health.GREEN:
             return "every process succeeded"
         case Health.YELLOW:
@@ -43,6 +44,7 @@ def health_reason(total: int, succeeded: int, failed: int, unfinished: int) -> s
 
 
 def batch_out(row: BatchRow) -> dict[str, Any]:
+    colour = health(row.total, row.succeeded, row.failed)
     return {
         "project": row.project,
         "batch_id": row.batch_id,
@@ -55,9 +57,9 @@ def batch_out(row: BatchRow) -> dict[str, Any]:
         "running": row.running,
         "pending": row.pending,
         "success_rate": success_rate(row.total, row.succeeded),
-        "health": health(row.total, row.succeeded, row.failed).value,
+        "health": colour.value,
         "health_reason": health_reason(
-            row.total, row.succeeded, row.failed, row.running + row.pending
+            colour, row.total, row.succeeded, row.failed, row.running + row.pending
         ),
     }
 

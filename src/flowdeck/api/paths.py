@@ -7,6 +7,7 @@ of those words is read through its sub-path: the one ambiguity left.)"""
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from starlette.convertors import Convertor, register_url_convertor
@@ -15,7 +16,8 @@ BATCH_SUBPATHS: Final = ("runs", "runs.csv", "dq")
 
 
 class BatchIdConvertor(Convertor[str]):
-    regex = r"(?:(?!/(?:runs|runs\.csv|dq)$).)+"
+    # Any character, as long as what is left of the path is not "/" and a sub-path.
+    regex = rf"(?:(?!/(?:{'|'.join(map(re.escape, BATCH_SUBPATHS))})$).)+"
 
     def convert(self, value: str) -> str:
         return value

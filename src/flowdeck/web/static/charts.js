@@ -51,6 +51,13 @@
     return axis;
   }
 
+  // A failed run's point: a red ring (an empty circle is drawn in its color, filled white).
+  function ringFailed(point) {
+    point.symbol = "emptyCircle";
+    point.symbolSize = 11;
+    point.itemStyle = { color: "#c62828", borderColor: "#c62828", borderWidth: 2 };
+  }
+
   function timeAxis() { return { type: "time", axisLabel: { hideOverlap: true } }; }
 
   var builders = {
@@ -134,11 +141,7 @@
       symbolSize: 7,
       data: data.runs.map(function (r) {
         var point = { value: [r.t, r[field]], name: r.batch_id };
-        if (r.status === "FAILED") {
-          point.symbol = "emptyCircle";
-          point.symbolSize = 11;
-          point.itemStyle = { color: "#c62828", borderColor: "#c62828", borderWidth: 2 };
-        }
+        if (r.status === "FAILED") ringFailed(point);
         return point;
       })
     };
@@ -230,12 +233,7 @@
         var failed = r.status === "FAILED";
         // Failed runs in red, as on the sources' charts; this run a larger diamond (red
         // only when it failed: red means failure on every chart).
-        if (failed) {
-          point.symbol = "emptyCircle";
-          point.symbolSize = 11;
-          // (an empty circle is drawn in its color and filled white)
-          point.itemStyle = { color: "#c62828", borderColor: "#c62828", borderWidth: 2 };
-        }
+        if (failed) ringFailed(point);
         if (r.run_id === data.current) {
           point.symbol = "diamond";
           point.symbolSize = 15;
