@@ -274,6 +274,7 @@ def insert_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 
 def snapshot(store: DuckDBStore) -> dict[str, Any]:
+    store.flush_pipelines()  # the states the writer keeps back from their table for a while
     with store.reader() as cur:
         cur.execute("SELECT * FROM runs ORDER BY run_id")
         runs = [record_from_row(row) for row in cur.fetchall()]

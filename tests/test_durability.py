@@ -31,9 +31,15 @@ def test_acknowledged_runs_survive_kill_9(db_url: str, tmp_path: Path) -> None:
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
                 for ids in pool.map(post, range(40)):
                     acknowledged.extend(ids)
+            # A second run of 25 pipelines: their new states may still be kept back from
+            # the pipelines table (store/deferred.py) when the server dies right after.
+            second = [as_json(run(f"p0-{j}", batch_id="b9")) for j in range(25)]
+            res = client.post("/api/v1/runs", json=second)
+            assert res.status_code == 200
+            acknowledged.extend(res.json()["run_ids"])
     finally:
         server.kill9()
-    assert len(acknowledged) == 1000
+    assert len(acknowledged) == 1025
 
     again = ServerProcess("serve", "--db", db_url, "--data-dir", str(tmp_path)).wait_healthy()
     try:
@@ -42,5 +48,12 @@ def test_acknowledged_runs_survive_kill_9(db_url: str, tmp_path: Path) -> None:
             assert totals == 1000
             for run_id in acknowledged[::97]:
                 assert client.get(f"/api/v1/runs/{run_id}").status_code == 200
+            pipelines = client.get("/api/v1/pipelines").json()["items"]
+            assert len(pipelines) == 1000
+            for p in pipelines:
+                twice = p["pipeline"].startswith("p0-")
+                assert p["runs"] == (2 if twice else 1), p
+                if twice:
+                    assert p["last_run_id"] == f"b9:{p['pipeline']}", p
     finally:
         again.stop()

@@ -25,6 +25,9 @@ class SlowStore:
         self.store = store
         self.groups: list[int] = []
 
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
     def upsert_runs(
         self, run_ids: Collection[str], plan: Callable[[dict[str, RunRecord]], WritePlan]
     ) -> list[BatchRow]:

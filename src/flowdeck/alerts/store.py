@@ -31,6 +31,7 @@ from flowdeck.alerts.rules import Channel, Rule, parse_channel, parse_rule
 from flowdeck.errors import NotFound, StoreUnavailable
 from flowdeck.pipelines import PipelineKey, PipelineState
 from flowdeck.runs import RunRecord
+from flowdeck.store.deferred import lay_over
 from flowdeck.store.sql import Cursor, SqlStore
 
 _LEAD_LOCK: Final = 0x616C7274  # "alrt"
@@ -703,8 +704,9 @@ class AlertStore:
     def pipeline_states(self, keys: Sequence[PipelineKey] | None = None) -> list[PipelineState]:
         select = f"SELECT {self.store.pipeline_select} FROM pipelines"
         state = self.store.pipeline_from_row
+        pending = self.store.pending_pipelines()  # before the read: see store/deferred.py
         if keys is None:
-            return [state(r) for r in self._rows(select)]
+            return lay_over(pending, [state(r) for r in self._rows(select)])
         out: list[PipelineState] = []
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
@@ -715,7 +717,7 @@ class AlertStore:
             out.extend(
                 state(r) for r in self._rows(f"{select} WHERE {' OR '.join(clauses)}", params)
             )
-        return out
+        return lay_over(pending, out)
 
     def runs_by_id(self, ids: Sequence[str]) -> dict[str, RunRecord]:
         out: dict[str, RunRecord] = {}

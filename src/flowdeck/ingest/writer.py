@@ -301,7 +301,7 @@ class Writer:
                 self._commit_columns(carried)
                 self._replies.flush()
                 carried = None
-            item = self._take()
+            item = self._next()
             if item is _STOP:
                 break
             if isinstance(item, ColumnarRequest):
@@ -340,6 +340,23 @@ class Writer:
             in_flight = len(group) + self._queue.qsize()
         if carried is not None:
             self._commit_columns(carried)
+
+    def _next(self) -> Any:
+        """The next request (or _STOP). While none comes, the pipeline states the store keeps
+        back from their table (store/deferred.py) are written once they are due."""
+        while True:
+            wait = self.store.pipelines_flush_in()
+            if wait is None:
+                return self._take()
+            try:
+                return self._take(deadline=time.perf_counter() + wait)
+            except queue.Empty:
+                pass
+            try:
+                self.store.flush_pipelines()
+            except Exception as exc:  # the next commit writes them (or fails as this did)
+                log.error("writing pipeline states failed: %s", exc)
+                return self._take()
 
     def _commit_columns(self, request: ColumnarRequest) -> None:
         if not request.future.set_running_or_notify_cancel():

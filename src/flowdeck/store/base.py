@@ -104,6 +104,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def flush_pipelines(self) -> None:
+        """Write the pipeline states kept back from their table, if any (writer thread).
+        A store that keeps none back has nothing to do."""
+        return None
+
+    def pipelines_flush_in(self) -> float | None:
+        """How long an idle writer may wait before ``flush_pipelines`` (None: no need)."""
+        return None
+
     # -- writes: only the writer thread calls these ------------------------------------
     @abc.abstractmethod
     def upsert_runs(

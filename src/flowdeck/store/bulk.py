@@ -231,6 +231,8 @@ class ColumnarAppend(SqlStore):
         the batches they touched. RunsExist (nothing written) when a run_id is stored already
         or is twice in the table."""
         cache = self._write_cache if self.exclusive_writer else None
+        # The read beside the append takes the pipelines' states from their table.
+        self.flush_pipelines()
         # DuckDB appends on one thread: what the new runs add to their pipelines and batches
         # is read meanwhile, on a reader cursor and the other core. It reads the new runs
         # and the committed pipelines, which this transaction has not changed before it

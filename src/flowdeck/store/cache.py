@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from flowdeck.pipelines import PipelineKey, PipelineState, Streak
@@ -51,6 +51,10 @@ class PipelineUpdate:
     removed: list[PipelineKey]  # left without runs
     # The failed runs after each one's last success, where known (None: not known).
     streaks: dict[PipelineKey, Streak | None]
+    # States not written to the table yet (store/deferred.py), and whether the commit wrote
+    # those kept back before it.
+    kept: list[PipelineState] = field(default_factory=list)
+    flushed: bool = False
 
 
 # A streak longer than this is not kept: the stored runs are counted instead.

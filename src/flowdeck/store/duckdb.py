@@ -6,6 +6,7 @@ cursor, and bulk rows arrive as Arrow tables (DuckDB appends those far faster th
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,7 +19,7 @@ from typing import Any, ClassVar, Final
 import duckdb
 import pyarrow as pa
 
-from flowdeck.errors import StoreUnavailable
+from flowdeck.errors import FlowdeckError, StoreUnavailable
 from flowdeck.pipelines import PipelineKey, PipelineState
 from flowdeck.runs import RunRecord
 from flowdeck.store.base import BatchKey, BatchRow
@@ -32,6 +33,7 @@ from flowdeck.store.sql import (
     record_from_row,
 )
 
+log = logging.getLogger("flowdeck.store")
 _TS = pa.timestamp("us", tz="UTC")
 _RUN_SCHEMA = pa.schema(
     [
@@ -166,6 +168,7 @@ class DuckDBStore(ColumnarAppend):
     driver_errors: ClassVar = (duckdb.Error,)
     conflict_errors: ClassVar = (duckdb.ConstraintException,)
     exclusive_writer = True  # one process owns the file
+    keeps_back_pipelines = True
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -307,6 +310,16 @@ class DuckDBStore(ColumnarAppend):
     def read_batch(self, row: Sequence[Any]) -> BatchRow:
         return BatchRow(*_times(row, _BATCH_TIME_AT))
 
+    def _close_cleanly(self) -> None:
+        """Write the pipeline states kept back, which removes the mark that would have the
+        next start count their pipelines again (deferred.py)."""
+        if self._closed or self.deferred is None:
+            return
+        try:
+            self.flush_pipelines()
+        except FlowdeckError as exc:
+            log.warning("closing %s: pipeline states left for the next start: %s", self.url, exc)
+
     def _statement(self, query: str) -> Any:
         """The writer's query parsed once (the text itself where it holds several
         statements, which the driver runs one by one)."""
@@ -318,8 +331,10 @@ class DuckDBStore(ColumnarAppend):
         return parsed
 
     def close(self, wait: float = 10.0) -> None:
-        """Close once the reads under way have finished (at most ``wait`` seconds)."""
+        """Write the pipeline states kept back and close once the reads under way have
+        finished (at most ``wait`` seconds)."""
         self.side_reads.shutdown(wait=True)
+        self._close_cleanly()
         with self._lock:
             self._closed = True
             self._idle.wait_for(lambda: not self._reading, timeout=wait)

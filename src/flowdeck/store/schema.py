@@ -379,9 +379,18 @@ MIGRATIONS: Final[dict[int, list[str | OnlyOn]]] = {
         OnlyOn("duckdb", "DROP INDEX runs_batch"),
         OnlyOn("duckdb", "DROP INDEX runs_pipeline"),
     ],
+    # Marks of the writer's own: "pipelines" is when it last wrote the pipeline states it
+    # keeps back (store/deferred.py), absent after a clean close.
+    12: [
+        """CREATE TABLE writer_marks (
+            name {text} PRIMARY KEY,
+            marked_at TIMESTAMPTZ NOT NULL
+        )""",
+    ],
 }
 
 LATEST: Final = max(MIGRATIONS)
+WRITER_MARKS: Final = 12  # the version that made writer_marks
 
 
 def statements(version: int, backend: str) -> list[str]:

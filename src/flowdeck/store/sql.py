@@ -37,6 +37,7 @@ from flowdeck.store.base import (
     WritePlan,
 )
 from flowdeck.store.cache import LONGEST_STREAK, PipelineUpdate, WriteCache
+from flowdeck.store.deferred import MARK, RECOVERY_MARGIN, DeferredPipelines, lay_over
 from flowdeck.store.metrics_sql import MetricsSql
 from flowdeck.store.tallies import STATUS_COUNT, SUMMED, NeedsRefresh, advance_batch
 from flowdeck.store.tallies import Change as TallyChange
@@ -226,6 +227,17 @@ FROM runs r JOIN staged_pkeys k ON {_SAME_PIPELINE.format(a="r", b="k")}
 LEFT JOIN pipelines p ON {_SAME_PIPELINE.format(a="p", b="k")}
 WHERE r.status = 'FAILED' AND (p.last_success_t IS NULL OR r.sort_at > p.last_success_t)
 """
+# When the runs were written whose pipelines' states are kept back (store/deferred.py).
+_SET_MARK: Final = (
+    "INSERT INTO writer_marks (name, marked_at) VALUES (:name, :at) "
+    "ON CONFLICT (name) DO UPDATE SET marked_at = excluded.marked_at"
+)
+_DROP_MARK: Final = "DELETE FROM writer_marks WHERE name = :name"
+_RUNS_SINCE_MARK: Final = f"""
+SELECT DISTINCT project, pipeline, env FROM runs
+WHERE updated_at >= (SELECT marked_at FROM writer_marks WHERE name = '{MARK}')
+    - INTERVAL '{RECOVERY_MARGIN}'
+"""
 _DELETE_PIPELINE: Final = (
     "DELETE FROM pipelines WHERE project = :project AND pipeline = :pipeline AND env = :env"
 )
@@ -306,6 +318,10 @@ class SqlStore(MetricsSql, Store):
     # what it wrote in memory instead of reading it back (see cache.py).
     exclusive_writer: ClassVar[bool] = False
     _write_cache: WriteCache
+    # Whether the writer keeps pipeline states back from their table (deferred.py): only an
+    # exclusive writer may, once ``migrate`` has made the store ready for it.
+    keeps_back_pipelines: ClassVar[bool] = False
+    deferred: DeferredPipelines | None = None  # the states kept back
     types: ClassVar[Mapping[str, str]]  # {text}, {double}, {json} in schema.py
 
     def sql(self, query: str) -> str:
@@ -345,7 +361,24 @@ class SqlStore(MetricsSql, Store):
                     "INSERT INTO flowdeck_schema (version, applied_at) VALUES (:v, now())",
                     {"v": version},
                 )
+            if self.keeps_back_pipelines and schema.LATEST >= schema.WRITER_MARKS:
+                self._recover_pipelines(cur)
+                self.deferred = DeferredPipelines()
         return schema.LATEST
+
+    def _recover_pipelines(self, cur: Cursor) -> None:
+        """Count again the pipelines of the runs written since states were kept back, when
+        the last process ended without writing them (deferred.py)."""
+        self._q(cur, _RUNS_SINCE_MARK)
+        keys: list[PipelineKey] = [tuple(row) for row in cur.fetchall()]
+        if keys:
+            self.stage_pipeline_keys(cur, keys)
+            self._q(cur, _SELECT_STAGED_PIPELINES)
+            stored = {PipelineState(*row).key for row in cur.fetchall()}
+            self._q(cur, _RECOUNT_PIPELINES)
+            states = [PipelineState(*row) for row in cur.fetchall()]
+            self._write_pipelines(cur, states, stored)
+        self._q(cur, _DROP_MARK, {"name": MARK})
 
     def _version(self, cur: Cursor) -> int:
         self._q(cur, "SELECT coalesce(max(version), 0) FROM flowdeck_schema")
@@ -410,7 +443,12 @@ class SqlStore(MetricsSql, Store):
                 self._write_runs(cur, todo.records, len(new) < len(todo.records))
             changes = [(existing.get(r.run_id), r) for r in todo.records]
             pipelines = self._update_pipelines(cur, changes, cache)
+            self._mark_kept(cur, pipelines, min(r.updated_at for r in todo.records))
             batches = self._update_batches(cur, changes, todo, cache)
+        if self.deferred is not None:
+            self.deferred.committed(
+                pipelines.kept, flushed=pipelines.flushed, removed=pipelines.removed
+            )
         if cache is not None:  # only what is committed
             if guess:
                 cache.guess.outcome(right=True)
@@ -531,6 +569,19 @@ class SqlStore(MetricsSql, Store):
         if cache is not None:
             current = {k: s for k in touched if (s := cache.pipelines.get(k)) is not None}
             missing = [k for k in touched if k not in current]
+        kept = self.deferred
+        # The states kept back go in first when a statement below reads the table for one
+        # of them (its state, or its last success for the failures after it).
+        flushed = (
+            kept is not None
+            and len(kept) > 0
+            and any(
+                k in kept and (k not in current or cache is None or cache.streaks.get(k) is None)
+                for k in touched
+            )
+        )
+        if flushed:
+            self._flush_in(cur)
         if missing:
             self.stage_pipeline_keys(cur, missing)
             self._q(cur, _SELECT_STAGED_PIPELINES)
@@ -594,18 +645,83 @@ class SqlStore(MetricsSql, Store):
                         {"project": project, "pipeline": pipeline, "env": env},
                     )
                     removed.append(key)
-        self._write_pipelines(cur, states, current)
-        return PipelineUpdate(states, removed, streaks)
+        if kept is None:
+            self._write_pipelines(cur, states, current)
+            return PipelineUpdate(states, removed, streaks)
+        if not flushed and kept.due():  # the kept-back states go in with this commit's
+            pending = {s.key: s for s in kept.states()}
+            pending.update((s.key, s) for s in states if s.key in current)
+            self._write_pipelines(cur, [s for s in states if s.key not in current], current)
+            self._update_pipeline_rows(cur, list(pending.values()))
+            return PipelineUpdate(states, removed, streaks, flushed=True)
+        back = self._write_pipelines(cur, states, current, keep_back=True)
+        return PipelineUpdate(states, removed, streaks, kept=back, flushed=flushed)
 
     def _write_pipelines(
-        self, cur: Cursor, states: list[PipelineState], stored: Collection[PipelineKey]
-    ) -> None:
-        """Write new states: UPDATE those whose key is ``stored``, INSERT the others."""
-        self.stage_pipelines(cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in states])
-        if any(s.key in stored for s in states):
-            self._q(cur, _UPDATE_PIPELINES)
-        if any(s.key not in stored for s in states):
+        self,
+        cur: Cursor,
+        states: list[PipelineState],
+        stored: Collection[PipelineKey],
+        *,
+        keep_back: bool = False,
+    ) -> list[PipelineState]:
+        """Write new states: UPDATE those whose key is ``stored``, INSERT the others. With
+        ``keep_back`` the stored ones are not written but returned (deferred.py)."""
+        old = [s for s in states if s.key in stored]
+        new = [s for s in states if s.key not in stored]
+        if new:
+            self.stage_pipelines(cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in new])
             self._q(cur, _INSERT_NEW_PIPELINES)
+        if keep_back:
+            return old
+        self._update_pipeline_rows(cur, old)
+        return []
+
+    def _update_pipeline_rows(self, cur: Cursor, states: list[PipelineState]) -> None:
+        """UPDATE the stored rows of these states."""
+        if states:
+            self.stage_pipelines(
+                cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in states]
+            )
+            self._q(cur, _UPDATE_PIPELINES)
+
+    def _mark_kept(self, cur: Cursor, update: PipelineUpdate, written_at: datetime) -> None:
+        """Keep the writer's mark at the time of the earliest runs whose pipelines' states
+        are kept back, in the transaction that writes them (none: no mark)."""
+        kept = self.deferred
+        if kept is None:
+            return
+        earlier = len(kept) > 0 and not update.flushed  # kept back still, and marked
+        if update.kept and not earlier:
+            self._q(cur, _SET_MARK, {"name": MARK, "at": written_at})
+        elif update.flushed and not update.kept:
+            self._q(cur, _DROP_MARK, {"name": MARK})
+
+    def _flush_in(self, cur: Cursor) -> None:
+        """Write the kept-back states in this transaction (the caller tells ``deferred``
+        once it is committed)."""
+        assert self.deferred is not None
+        self._update_pipeline_rows(cur, self.deferred.states())
+
+    def flush_pipelines(self) -> None:
+        """Write the kept-back pipeline states now (writer thread, or once it has stopped)."""
+        kept = self.deferred
+        if not kept:
+            return
+        with self.write_transaction() as cur:
+            self.lock_writes(cur)
+            self._flush_in(cur)
+            self._q(cur, _DROP_MARK, {"name": MARK})
+        kept.committed((), flushed=True)
+
+    def pipelines_flush_in(self) -> float | None:
+        """How long an idle writer may wait before ``flush_pipelines`` (None: no need)."""
+        return self.deferred.flush_in() if self.deferred is not None else None
+
+    def pending_pipelines(self) -> Mapping[PipelineKey, PipelineState]:
+        """The kept-back states, for a read of the table to lay over what it reads (take
+        them before the read)."""
+        return self.deferred.pending() if self.deferred is not None else {}
 
     def _read_streaks(
         self,
@@ -738,6 +854,7 @@ class SqlStore(MetricsSql, Store):
     ) -> list[PipelineState]:
         params = {n: v for n, v in (("project", project), ("env", env)) if v is not None}
         where = " AND ".join(f"{n} = :{n}" for n in params)
+        pending = self.pending_pipelines()  # before the read: see deferred.py
         with self.reader() as cur:
             self._q(
                 cur,
@@ -745,7 +862,7 @@ class SqlStore(MetricsSql, Store):
                 f"{'WHERE ' + where if where else ''} ORDER BY project, pipeline, env",
                 params,
             )
-            return [self.pipeline_from_row(row) for row in cur.fetchall()]
+            return lay_over(pending, [self.pipeline_from_row(row) for row in cur.fetchall()])
 
     def count_runs(self) -> int:
         with self.reader() as cur:
