@@ -186,10 +186,15 @@ def test_the_run_events_are_those_of_the_general_path() -> None:
     runs = realistic(50)
     body = orjson.dumps(runs)
     columns = read_columnar(body, 10_000, min_bytes=0)
-    assert columns is not None
-    assert columns.events == tuple(run_event(r) for r in general(body) or [])
-    # A table built elsewhere (the import's) leaves them to the writer, which makes the same.
-    assert table_run_events(columns.table, columns.run_ids) == columns.events
+    assert columns is not None and columns.events is not None
+    expected = tuple(run_event(r) for r in general(body) or [])
+    assert tuple(columns.events) == expected
+    assert columns.events[:3] == expected[:3] and columns.events[-1] == expected[-1]
+    # The alert engine reads only their pipelines, in the order they first appear.
+    assert columns.events.pipeline_keys() == list(
+        dict.fromkeys((e["project"], e["pipeline"], e["env"]) for e in expected)
+    )
+    assert table_run_events(columns.table, columns.run_ids) == expected
 
 
 @pytest.mark.parametrize(

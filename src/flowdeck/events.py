@@ -8,13 +8,15 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from flowdeck.pipelines import PipelineKey
 
 # What the change stream tells of each run written.
 RUN_EVENT_FIELDS = ("run_id", "project", "pipeline", "batch_id", "env", "status")
@@ -33,13 +35,59 @@ def table_run_events(table: pa.Table, run_ids: list[str]) -> tuple[dict[str, Any
     )
 
 
+class TableRunEvents(Sequence[dict[str, Any]]):
+    """The run events of a table of new runs, built when first read. A bulk append is
+    announced to subscribers that mostly need only its pipelines (the alert engine) or
+    nothing at all (no live client), and building 10,000 dicts cost the request's thread
+    about 5 ms."""
+
+    __slots__ = ("_built", "_run_ids", "_table")
+
+    def __init__(self, table: pa.Table, run_ids: list[str]) -> None:
+        self._table = table.select(list(RUN_EVENT_FIELDS[1:]))
+        self._run_ids = run_ids
+        self._built: tuple[dict[str, Any], ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self._run_ids)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[dict[str, Any], ...]: ...
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | tuple[dict[str, Any], ...]:
+        return self.events()[i]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.events())
+
+    def events(self) -> tuple[dict[str, Any], ...]:
+        """The events as dicts (built once; two threads may both build them, alike)."""
+        built = self._built
+        if built is None:
+            built = self._built = table_run_events(self._table, self._run_ids)
+        return built
+
+    def pipeline_keys(self) -> list[PipelineKey]:
+        """The pipelines of these runs, in the order they first appear, without the dicts."""
+        columns = (self._table.column(n).to_pylist() for n in ("project", "pipeline", "env"))
+        return list(dict.fromkeys(zip(*columns, strict=True)))
+
+
+def pipeline_keys(runs: Sequence[dict[str, Any]]) -> Iterable[PipelineKey]:
+    """The (project, pipeline, env) of each run event, repeats included where cheaper."""
+    if isinstance(runs, TableRunEvents):
+        return runs.pipeline_keys()
+    return ((r["project"], r["pipeline"], r["env"]) for r in runs)
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """What one commit changed: the runs upserted and the refreshed batch aggregates, or
     (from alerting) what happened to alerts and notifications."""
 
     seq: int
-    runs: tuple[dict[str, Any], ...]  # run_id, project, pipeline, batch_id, env, status
+    runs: Sequence[dict[str, Any]]  # run_id, project, pipeline, batch_id, env, status
     batches: tuple[dict[str, Any], ...]  # the batch aggregates as the API shows them
     alerts: tuple[dict[str, Any], ...] = ()  # {"what": "alert" | "notification" | …, …}
     metrics: tuple[str, ...] = ()  # names of metrics that received points
@@ -85,7 +133,7 @@ class EventBus:
     def stop(self) -> None: ...
 
     def publish(
-        self, runs: tuple[dict[str, Any], ...], batches: tuple[dict[str, Any], ...]
+        self, runs: Sequence[dict[str, Any]], batches: tuple[dict[str, Any], ...]
     ) -> Change | None:
         """Called from any thread once a commit is durable. In-process, the change goes
         straight to the subscribers; a bus spanning replicas overrides this."""
@@ -102,7 +150,7 @@ class EventBus:
 
     def deliver(
         self,
-        runs: tuple[dict[str, Any], ...],
+        runs: Sequence[dict[str, Any]],
         batches: tuple[dict[str, Any], ...],
         alerts: tuple[dict[str, Any], ...] = (),
         metrics: tuple[str, ...] = (),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 import orjson
@@ -28,7 +29,7 @@ MAX_ALERTS: Final = 50
 MAX_METRIC_NAMES: Final = 30
 
 
-def payloads(runs: tuple[dict[str, Any], ...], batches: tuple[dict[str, Any], ...]) -> list[str]:
+def payloads(runs: Sequence[dict[str, Any]], batches: tuple[dict[str, Any], ...]) -> list[str]:
     """Split a change into NOTIFY payloads, each under the size limit."""
     out: list[str] = []
     items = [("r", r) for r in runs[:MAX_RUNS]] + [("b", b) for b in batches]
@@ -71,7 +72,7 @@ class PostgresEventBus(EventBus):
                 self._send.close()
 
     def publish(
-        self, runs: tuple[dict[str, Any], ...], batches: tuple[dict[str, Any], ...]
+        self, runs: Sequence[dict[str, Any]], batches: tuple[dict[str, Any], ...]
     ) -> Change | None:
         """Announce a committed change to every replica (delivered here by the listener)."""
         self._notify(payloads(runs, batches), "a change")

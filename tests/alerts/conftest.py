@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ class RecordingBus(EventBus):
         self.changes: list[Change] = []
 
     def publish(
-        self, runs: tuple[dict[str, Any], ...], batches: tuple[dict[str, Any], ...]
+        self, runs: Sequence[dict[str, Any]], batches: tuple[dict[str, Any], ...]
     ) -> Change | None:
         change = self.deliver(runs, batches)
         self.changes.append(change)

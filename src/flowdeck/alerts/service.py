@@ -48,7 +48,7 @@ from flowdeck.alerts.rules import (
 )
 from flowdeck.alerts.store import AlertStore, Delivery, Notification, new_id
 from flowdeck.errors import FlowdeckError, NotFound
-from flowdeck.events import Change, EventBus
+from flowdeck.events import Change, EventBus, pipeline_keys
 from flowdeck.pipelines import PipelineKey, PipelineState
 from flowdeck.runs import RunRecord
 from flowdeck.settings import Settings
@@ -301,11 +301,7 @@ class AlertService:
                 self._last_runs.clear()
                 transitions += self._evaluate_pipelines(None, enabled, now)
             elif changes:
-                keys = list(
-                    dict.fromkeys(
-                        (r["project"], r["pipeline"], r["env"]) for c in changes for r in c.runs
-                    )
-                )
+                keys = list(dict.fromkeys(k for c in changes for k in pipeline_keys(c.runs)))
                 batches = {(b["project"], b["batch_id"]): b for c in changes for b in c.batches}
                 self._forget(keys)
                 transitions += self._evaluate_pipelines(keys, enabled, now)

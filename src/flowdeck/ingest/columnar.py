@@ -23,13 +23,13 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, get_args
+from typing import Final, get_args
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowdeck.events import table_run_events
+from flowdeck.events import TableRunEvents
 from flowdeck.models import RunIn, StatusName
 from flowdeck.runs import DEFAULT_ENV, DEFAULT_PROJECT, RunRecord
 
@@ -279,8 +279,8 @@ class Columnar:
 
     table: pa.Table
     run_ids: list[str]
-    # What the change stream tells of each run, when built ahead of the commit.
-    events: tuple[dict[str, Any], ...] | None = None
+    # What the change stream tells of each run, when known ahead of the commit.
+    events: TableRunEvents | None = None
 
 
 class _Reader(threading.local):
@@ -326,5 +326,4 @@ def read_columnar(
         return None
     table = table.drop_columns(["valid"])
     run_ids = table.column("run_id").to_pylist()
-    # Built here, on the request's thread, rather than on the writer's after the commit.
-    return Columnar(table, run_ids, table_run_events(table, run_ids))
+    return Columnar(table, run_ids, TableRunEvents(table, run_ids))

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from flowdeck.batches import batch_out
 from flowdeck.errors import FieldProblem, FlowdeckError, InvalidInput, StoreUnavailable
-from flowdeck.events import RUN_EVENT_FIELDS, EventBus, table_run_events
+from flowdeck.events import RUN_EVENT_FIELDS, EventBus, TableRunEvents
 from flowdeck.ingest.columnar import Columnar
 from flowdeck.ingest.replies import Replies
 from flowdeck.runs import RunProblem, RunRecord, merge
@@ -381,11 +381,9 @@ class Writer:
         self.stats.runs_written += len(run_ids)
         self.stats.last_commit_seconds = time.perf_counter() - started
         if self.bus is not None:
-            # Built beside the request's read where it came through the API; otherwise on
-            # the writer's thread, which the next commit waits for.
             events = request.columns.events
             if events is None:
-                events = table_run_events(table, run_ids)
+                events = TableRunEvents(table, run_ids)
             self.bus.publish(events, tuple(batch_out(b) for b in batches))
 
     def _commit(self, group: list[WriteRequest]) -> None:
