@@ -16,10 +16,11 @@ Nobody reads a stale state:
   between leaves them with a state at least as new as the read's start;
 - the writer writes them into its own transaction before any of its statements reads the
   pipelines table;
-- after a crash the runs are the truth: the ``writer_marks`` row ``pipelines`` says when
-  the last flush was, and opening the store recounts the pipelines of every run written
-  since (less ``RECOVERY_MARGIN``, for a clock set back). A clean close writes everything
-  and removes the mark.
+- after a crash the runs are the truth: while states are kept back, the ``writer_marks``
+  row ``pipelines`` holds the time of the earliest runs whose states are (written in the
+  same transaction as those runs, removed with the flush), and opening the store recounts
+  the pipelines of every run written since (less ``RECOVERY_MARGIN``, for a clock set
+  back). A clean close writes everything, which removes the mark.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Final
 
 from flowdeck.pipelines import PipelineKey, PipelineState
@@ -36,7 +38,7 @@ IDLE_FLUSH: Final = 0.05
 MARK: Final = "pipelines"
 # How far before the last flush a recovery looks for runs (the writer's clock may have been
 # set back meanwhile; counting a pipeline again is exact, only slower).
-RECOVERY_MARGIN: Final = "1 hour"
+RECOVERY_MARGIN: Final = timedelta(hours=1)
 
 
 class DeferredPipelines:

@@ -233,11 +233,8 @@ _SET_MARK: Final = (
     "ON CONFLICT (name) DO UPDATE SET marked_at = excluded.marked_at"
 )
 _DROP_MARK: Final = "DELETE FROM writer_marks WHERE name = :name"
-_RUNS_SINCE_MARK: Final = f"""
-SELECT DISTINCT project, pipeline, env FROM runs
-WHERE updated_at >= (SELECT marked_at FROM writer_marks WHERE name = '{MARK}')
-    - INTERVAL '{RECOVERY_MARGIN}'
-"""
+_GET_MARK: Final = "SELECT marked_at FROM writer_marks WHERE name = :name"
+_RUNS_SINCE: Final = "SELECT DISTINCT project, pipeline, env FROM runs WHERE updated_at >= :since"
 _DELETE_PIPELINE: Final = (
     "DELETE FROM pipelines WHERE project = :project AND pipeline = :pipeline AND env = :env"
 )
@@ -369,7 +366,11 @@ class SqlStore(MetricsSql, Store):
     def _recover_pipelines(self, cur: Cursor) -> None:
         """Count again the pipelines of the runs written since states were kept back, when
         the last process ended without writing them (deferred.py)."""
-        self._q(cur, _RUNS_SINCE_MARK)
+        self._q(cur, _GET_MARK, {"name": MARK})
+        marks = cur.fetchall()
+        if not marks:
+            return  # closed cleanly (or never kept any back)
+        self._q(cur, _RUNS_SINCE, {"since": marks[0][0] - RECOVERY_MARGIN})
         keys: list[PipelineKey] = [tuple(row) for row in cur.fetchall()]
         if keys:
             self.stage_pipeline_keys(cur, keys)
