@@ -28,11 +28,16 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "flowdeck.duckdb"
 
 
+def opened(path: Path) -> DuckDBStore:
+    store = open_store(f"duckdb://{path}")
+    assert isinstance(store, DuckDBStore)
+    store.migrate()  # (which recounts what a crash left)
+    return store
+
+
 @pytest.fixture
 def store(path: Path) -> Iterator[DuckDBStore]:
-    s = open_store(f"duckdb://{path}")
-    assert isinstance(s, DuckDBStore)
-    s.migrate()
+    s = opened(path)
     yield s
     s.close()
 
@@ -112,21 +117,23 @@ def test_an_idle_writer_writes_them_soon(store: DuckDBStore) -> None:
         writer.stop()
 
 
-def test_a_crash_leaves_them_to_be_counted_again_at_the_next_start(path: Path) -> None:
-    store = open_store(f"duckdb://{path}")
-    assert isinstance(store, DuckDBStore)
-    store.migrate()
+def with_states_kept_back(path: Path) -> tuple[DuckDBStore, list[PipelineState]]:
+    """A store whose writer keeps states back, and every pipeline's true state."""
+    store = opened(path)
     two_rounds(store)
     expected = truth(store)
     assert table(store) != expected
+    return store, expected
+
+
+def test_a_crash_leaves_them_to_be_counted_again_at_the_next_start(path: Path) -> None:
+    store, expected = with_states_kept_back(path)
     # A crash: the process ends without writing them (the file keeps what was committed).
     store._writer.close()
     store._db.close()
 
-    again = open_store(f"duckdb://{path}")
-    assert isinstance(again, DuckDBStore)
+    again = opened(path)
     try:
-        again.migrate()
         assert table(again) == expected
         assert again.list_pipelines() == expected
     finally:
@@ -134,11 +141,7 @@ def test_a_crash_leaves_them_to_be_counted_again_at_the_next_start(path: Path) -
 
 
 def test_a_clean_close_writes_them_and_removes_the_mark(path: Path) -> None:
-    store = open_store(f"duckdb://{path}")
-    assert isinstance(store, DuckDBStore)
-    store.migrate()
-    two_rounds(store)
-    expected = truth(store)
+    store, expected = with_states_kept_back(path)
     store.close()
     with duckdb.connect(str(path)) as db:
         assert db.execute("SELECT count(*) FROM writer_marks").fetchall() == [(0,)]
