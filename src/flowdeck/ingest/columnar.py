@@ -246,10 +246,11 @@ _SUSPECT: Final = "|".join(
         rf'"({"|".join(_COUNTS)})"\s*:\s*([^n0-9\s]|[0-9]+[.eE]|[0-9]{{19}})',
         rf'"({"|".join(_RATES)})"\s*:\s*[^n0-9\s]',
         rf'"({"|".join(_OBJECTS)})"\s*:\s*[^n{{\s]',
-        # an escaped letter could spell a known name the patterns above do not see
-        r"\\u",
     ]
 )
+# An escaped letter could spell a known name the patterns above do not see: any "\u" sends
+# the body the general way too (a plain search, a fifth of the pattern's cost inside it).
+_ESCAPE: Final = "\\u"
 
 
 def _keys_query() -> str:
@@ -263,7 +264,8 @@ def _keys_query() -> str:
 SELECT count(*), coalesce(bool_and(
            -- (a name with a comma or a bracket in it is written in quotes: no match)
            regexp_full_match(k, '\\[(({names})(, ({names}))*)?\\]')), false)
-       AND NOT (SELECT regexp_matches(content, '{_SUSPECT}') FROM read_text($path))
+       AND NOT (SELECT contains(content, '{_ESCAPE}') OR regexp_matches(content, '{_SUSPECT}')
+                FROM read_text($path))
 FROM (SELECT json_keys(json)::VARCHAR AS k
       FROM read_json_objects($path, format = 'array'))
 """
@@ -284,10 +286,12 @@ class Columnar:
 
 
 class _Reader(threading.local):
-    """One in-memory DuckDB connection and one scratch file per thread."""
+    """One in-memory DuckDB connection, its two queries parsed once (the main one's text
+    takes about 3 ms to parse) and one scratch file per thread."""
 
     def __init__(self) -> None:
         self.db = duckdb.connect(":memory:", config={"threads": 1})
+        self.keys, self.query = (self.db.extract_statements(q)[0] for q in (_KEYS, _QUERY))
         folder = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None
         fd, name = tempfile.mkstemp(prefix="flowdeck-ingest-", suffix=".json", dir=folder)
         os.close(fd)
@@ -312,10 +316,10 @@ def read_columnar(
     try:
         with open(path, "wb") as f:
             f.write(body)
-        ((count, plain),) = reader.db.execute(_KEYS, {"path": path}).fetchall()
+        ((count, plain),) = reader.db.execute(reader.keys, {"path": path}).fetchall()
         if not plain or not 0 < count <= max_runs:
             return None
-        table = reader.db.sql(_QUERY, params={"path": path}).to_arrow_table()
+        table = reader.db.sql(reader.query, params={"path": path}).to_arrow_table()
     except duckdb.Error:
         return None
     finally:
