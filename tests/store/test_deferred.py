@@ -140,6 +140,24 @@ def test_a_crash_leaves_them_to_be_counted_again_at_the_next_start(path: Path) -
         again.close()
 
 
+def test_a_pipeline_a_run_left_is_written_at_once(path: Path) -> None:
+    """A crash's recount finds pipelines through the runs written since the mark, so the
+    state of one that such a run left cannot wait."""
+    store = opened(path)
+    upsert(store, [run("a", batch_id="b1"), run("a", batch_id="b2")], NOW - timedelta(hours=2))
+    moved = run("b", batch_id="b2") | {"run_id": "b2:a"}  # goes from "a" to "b"
+    upsert(store, [moved], NOW)
+    assert table(store) == truth(store)
+    store._writer.close()  # a crash
+    store._db.close()
+    again = opened(path)
+    try:
+        assert table(again) == truth(again)
+        assert [(s.pipeline, s.runs) for s in table(again)] == [("a", 1), ("b", 1)]
+    finally:
+        again.close()
+
+
 def test_a_clean_close_writes_them_and_removes_the_mark(path: Path) -> None:
     store, expected = with_states_kept_back(path)
     store.close()

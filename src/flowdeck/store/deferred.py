@@ -20,7 +20,10 @@ Nobody reads a stale state:
   row ``pipelines`` holds the time of the earliest runs whose states are (written in the
   same transaction as those runs, removed with the flush), and opening the store recounts
   the pipelines of every run written since (less ``RECOVERY_MARGIN``, for a clock set
-  back). A clean close writes everything, which removes the mark.
+  back). A commit in which a run leaves its pipeline (for another pipeline, env or
+  project) writes every state at once: that recount finds pipelines through their runs,
+  and would miss the one left behind. A clean close writes everything, which removes the
+  mark.
 """
 
 from __future__ import annotations

@@ -649,8 +649,11 @@ class SqlStore(MetricsSql, Store):
         if kept is None:
             self._write_pipelines(cur, states, current)
             return PipelineUpdate(states, removed, streaks)
-        if not flushed and kept.due():  # the kept-back states go in with this commit's
-            pending = {s.key: s for s in kept.states()}
+        # A run that left a pipeline is not among its runs any more, so a recount after a
+        # crash would not find that pipeline: such a commit writes every state it has.
+        moved = any(old is not None and key_of(old) != key_of(new) for old, new in changes)
+        if moved or (not flushed and kept.due()):
+            pending = {} if flushed else {s.key: s for s in kept.states()}
             pending.update((s.key, s) for s in states if s.key in current)
             self._write_pipelines(cur, [s for s in states if s.key not in current], current)
             self._update_pipeline_rows(cur, list(pending.values()))
