@@ -12,7 +12,7 @@
   function pct(v) { return v === null || v === undefined ? "–" : (v * 100).toFixed(2) + " %"; }
   // Whole numbers: an axis labelled with num or hms says minInterval 1, or the ticks
   // between two whole numbers would repeat a label (0, 0, 0, 1, 1, 1).
-  function num(v) { return v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US"); }
+  var num = window.flowdeck.num;
   function hms(s) {
     if (s === null || s === undefined) return "–";
     s = Math.round(s);

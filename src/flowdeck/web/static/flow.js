@@ -30,7 +30,7 @@
     if (v < 60000) return (v / 1000).toFixed(1) + " s";
     return (v / 60000).toFixed(1) + " min";
   }
-  function count(v) { return v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US"); }
+  var count = window.flowdeck.num;
 
   // -- trend charts -----------------------------------------------------------------------
   var charts = {};

@@ -3,6 +3,12 @@
   "use strict";
   var flowdeck = (window.flowdeck = window.flowdeck || {});
 
+  // A whole number with thousands separators, "–" for none. (An axis labelled with it
+  // says minInterval 1, or the ticks between two whole numbers repeat a label: 0, 0, 1, 1.)
+  flowdeck.num = function (v) {
+    return v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US");
+  };
+
   // Durations tick at clock steps (30 s, 5 min, 1 h…), not at ECharts' decimal ones: a
   // step of 200 s read "3 min 20 s, 6 min 40 s…". The value axis settings (interval and
   // max) for durations up to `max` seconds; none without a positive max.

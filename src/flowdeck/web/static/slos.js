@@ -7,7 +7,7 @@
   var data = JSON.parse(source.textContent);
   var charts = [];
   function pct(v) { return v === null || v === undefined ? "–" : Number(v).toFixed(2) + " %"; }
-  function num(v) { return v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US"); }
+  var num = window.flowdeck.num;
   // Buckets without units are left out of the data: the line must not bridge them.
   function withGaps(points, field) {
     var out = [], step = data.step * 1000, last = null;
