@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from flowdeck.prometheus import Family, exposition
-from tests.api.conftest import as_json
+from tests.api.conftest import as_json, services_of
 from tests.conftest import T0, need, run
 from tests.servers import free_port, threaded_server
 
@@ -80,6 +80,20 @@ def test_metrics_carry_health_and_pipeline_state(client: TestClient) -> None:
     assert "flowdeck_last_commit_seconds" in got
     # Bounded label sets: nothing keyed by run or batch.
     assert "run_id" not in res.text and "batch_id" not in res.text
+
+
+def test_metrics_count_the_pipeline_states_kept_back(client: TestClient) -> None:
+    store = services_of(client).store
+    kept = getattr(store, "deferred", None)
+    if kept is not None:  # DuckDB: nothing is written meanwhile
+        kept.flush_after = kept.idle_flush = 3600.0
+    for batch in ("b1", "b2", "b3"):
+        res = client.post("/api/v1/runs", json=[as_json(run("load_sales", batch))])
+        assert res.status_code == 200
+    got = samples(client.get("/metrics").text)
+    # The first run inserts the pipeline; the next ones' states wait (PostgreSQL: never).
+    assert got["flowdeck_pipeline_states_kept_back"] == (1 if kept is not None else 0)
+    assert got['flowdeck_pipeline_runs{project="default",pipeline="load_sales",env="prod"}'] == 3
 
 
 @pytest.fixture

@@ -41,9 +41,14 @@ def _server_families(svc: Services) -> list[Family]:
     latency.add(stats.last_commit_seconds)
     queue = Family("flowdeck_writer_queue_depth", "ingest requests waiting for the writer")
     queue.add(svc.writer.queue_depth)
+    kept = Family(
+        "flowdeck_pipeline_states_kept_back",
+        "pipeline states committed with their runs but not yet written to their table",
+    )
+    kept.add(svc.store.pipelines_kept_back())
     clients = Family("flowdeck_stream_clients", "live clients of the change stream")
     clients.add(svc.bus.subscribers)
-    families = [info, runs, requests, commits, latency, queue, clients]
+    families = [info, runs, requests, commits, latency, queue, kept, clients]
     if svc.metric_cells is not None:
         stale = Family(
             "flowdeck_metric_percentiles_stale",

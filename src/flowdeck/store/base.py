@@ -113,6 +113,10 @@ class Store(abc.ABC):
         """How long an idle writer may wait before ``flush_pipelines`` (None: no need)."""
         return None
 
+    def pipelines_kept_back(self) -> int:
+        """How many pipeline states wait to be written to their table."""
+        return 0
+
     # -- writes: only the writer thread calls these ------------------------------------
     @abc.abstractmethod
     def upsert_runs(

@@ -722,6 +722,9 @@ class SqlStore(MetricsSql, Store):
         """How long an idle writer may wait before ``flush_pipelines`` (None: no need)."""
         return self.deferred.flush_in() if self.deferred is not None else None
 
+    def pipelines_kept_back(self) -> int:
+        return len(self.deferred) if self.deferred is not None else 0
+
     def pending_pipelines(self) -> Mapping[PipelineKey, PipelineState]:
         """The kept-back states, for a read of the table to lay over what it reads (take
         them before the read)."""
