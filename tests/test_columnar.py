@@ -221,6 +221,20 @@ def test_what_the_general_path_rejects_is_left_to_it(change: dict[str, Any], why
     assert columnar(body) is None, why
 
 
+def test_each_read_takes_its_own_body() -> None:
+    """The reader's queries are prepared once on its scratch file: each read still reads
+    the body it is given, whatever the sizes before it, and draws fresh run ids."""
+    for n in (300, 2, 50):
+        runs = realistic(n, prefix=f"size{n}-")
+        columns = read_columnar(orjson.dumps(runs), 10_000, min_bytes=0)
+        assert columns is not None
+        assert columns.run_ids == [r["run_id"] for r in runs]
+    anonymous = orjson.dumps([{"pipeline": "p"}] * 3)
+    first, second = (read_columnar(anonymous, 10_000, min_bytes=0) for _ in range(2))
+    assert first is not None and second is not None
+    assert len(set(first.run_ids + second.run_ids)) == 6
+
+
 def test_small_bodies_and_single_objects_take_the_general_path() -> None:
     small = orjson.dumps(realistic(3))
     assert read_columnar(small, 10_000) is None  # under the size where columns pay off
