@@ -39,8 +39,8 @@ from flowdeck.pipelines import PipelineKey, PipelineState
 FLUSH_AFTER: Final = 0.25
 IDLE_FLUSH: Final = 0.05
 MARK: Final = "pipelines"
-# How far before the last flush a recovery looks for runs (the writer's clock may have been
-# set back meanwhile; counting a pipeline again is exact, only slower).
+# How far before the mark a recovery looks for runs (the writer's clock may have been set
+# back meanwhile; counting a pipeline again is exact, only slower).
 RECOVERY_MARGIN: Final = timedelta(hours=1)
 
 
