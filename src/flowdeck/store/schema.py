@@ -379,8 +379,9 @@ MIGRATIONS: Final[dict[int, list[str | OnlyOn]]] = {
         OnlyOn("duckdb", "DROP INDEX runs_batch"),
         OnlyOn("duckdb", "DROP INDEX runs_pipeline"),
     ],
-    # Marks of the writer's own: "pipelines" is when it last wrote the pipeline states it
-    # keeps back (store/deferred.py), absent after a clean close.
+    # Marks of the writer's own: "pipelines" is when the earliest runs were written whose
+    # pipeline states are kept back from their table (store/deferred.py), absent while none
+    # are.
     12: [
         """CREATE TABLE writer_marks (
             name {text} PRIMARY KEY,

@@ -652,13 +652,12 @@ class SqlStore(MetricsSql, Store):
         # A run that left a pipeline is not among its runs any more, so a recount after a
         # crash would not find that pipeline: such a commit writes every state it has.
         moved = any(old is not None and key_of(old) != key_of(new) for old, new in changes)
-        if moved or (not flushed and kept.due()):
+        back = self._write_pipelines(cur, states, current, keep_back=True)
+        if moved or (not flushed and kept.due()):  # written now, with those kept back
             pending = {} if flushed else {s.key: s for s in kept.states()}
-            pending.update((s.key, s) for s in states if s.key in current)
-            self._write_pipelines(cur, [s for s in states if s.key not in current], current)
+            pending.update((s.key, s) for s in back)
             self._update_pipeline_rows(cur, list(pending.values()))
             return PipelineUpdate(states, removed, streaks, flushed=True)
-        back = self._write_pipelines(cur, states, current, keep_back=True)
         return PipelineUpdate(states, removed, streaks, kept=back, flushed=flushed)
 
     def _write_pipelines(

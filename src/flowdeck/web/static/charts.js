@@ -41,6 +41,11 @@
     return option;
   }
 
+  // A count axis: whole numbers only (minInterval 1, see num); `extra` settings on top.
+  function countAxis(extra) {
+    return Object.assign({ type: "value", minInterval: 1, axisLabel: { formatter: num } }, extra);
+  }
+
   // A duration axis at clock steps (format.js) over the runs' values of `field`.
   function clockAxis(field) {
     var max = 0;
@@ -73,7 +78,7 @@
       return base("run-rows", {
         legend: { top: 4, left: 0 },
         xAxis: timeAxis(),
-        yAxis: { type: "value", minInterval: 1, axisLabel: { formatter: num } },
+        yAxis: countAxis(),
         tooltip: { trigger: "axis", valueFormatter: num },
         series: [runSeries("Rows read", "rows_read", "line"), runSeries("Rows written", "rows_written", "line")]
       });
@@ -81,7 +86,7 @@
     "run-dq": function () {
       return base("run-dq", {
         xAxis: timeAxis(),
-        yAxis: { type: "value", minInterval: 1, axisLabel: { formatter: num } },
+        yAxis: countAxis(),
         tooltip: { trigger: "axis", valueFormatter: num },
         series: [runSeries("DQ errors", "dq_errors", "bar")]
       });
@@ -149,7 +154,7 @@
   builders["source-field"] = function () {
     return base("source-" + data.field, {
       xAxis: timeAxis(),
-      yAxis: { type: "value", scale: true, minInterval: 1, axisLabel: { formatter: num } },
+      yAxis: countAxis({ scale: true }),
       tooltip: { trigger: "axis", valueFormatter: num },
       series: [sourceSeries(data.field, "value")]
     });
