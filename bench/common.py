@@ -261,6 +261,14 @@ class Server:
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.pid)
 
+    def peak_memory_mb(self) -> float:
+        """The server process's peak resident memory so far (Linux VmHWM), in MB."""
+        with open(f"/proc/{self.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
     def health(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.base + "/healthz", timeout=10) as resp:
             body: dict[str, Any] = orjson.loads(resp.read())

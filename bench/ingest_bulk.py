@@ -4,7 +4,10 @@ Prints runs/s through a real server process, and the ratio to a "raw" baseline t
 the same stored rows straight into a scratch ``runs`` table of the same schema (DuckDB: from
 Arrow tables; PostgreSQL: COPY), 10,000 rows per transaction.
 
-    .venv/bin/python bench/ingest_bulk.py --db duckdb [--runs 200000] [--concurrency 1,4]
+A million runs by default: DuckDB's checkpoints cost more as the store grows, and a shorter
+run would not pay for them.
+
+    .venv/bin/python bench/ingest_bulk.py --db duckdb [--runs 1000000] [--concurrency 1,4]
     .venv/bin/python bench/ingest_bulk.py --db postgres --quick
     .venv/bin/python bench/ingest_bulk.py --db duckdb --breakdown [--profile]
 
@@ -54,6 +57,7 @@ from common import (
     scratch_database,
     stored_rows,
 )
+from flowdeck.store.duckdb import CHECKPOINT_THRESHOLD
 from flowdeck.store.sql import RUN_COLUMNS
 
 
@@ -94,13 +98,15 @@ def api_run(
         report.line("server CPU per 10k runs", ms((cpu1 - cpu0) / n_runs * 10_000 * 1000))
         report.line("client CPU (s)", f"{client.cpu:.2f}")
         report.line("machine CPU busy (all cores, incl. database)", f"{machine.busy:.0%}")
+        report.line("server peak memory", f"{server.peak_memory_mb():,.0f} MB")
         return rate
 
 
 # -- the raw baseline --------------------------------------------------------------------------
 def raw_append(backend: str, admin: str, row_chunks: Sequence[Sequence[tuple[Any, ...]]]) -> float:
     """Seconds to append the rows into an empty scratch ``runs`` table (flowdeck's schema:
-    primary key and indexes included), one transaction per chunk."""
+    primary key and indexes included, and on DuckDB the store's checkpoint threshold), one
+    transaction per chunk."""
     cols = ", ".join(RUN_COLUMNS)
     if backend == "duckdb":
         import duckdb
@@ -110,7 +116,9 @@ def raw_append(backend: str, admin: str, row_chunks: Sequence[Sequence[tuple[Any
             url = f"duckdb:///{folder}/raw.duckdb"
             migrate(url)
             tables = [arrow_table(rows) for rows in row_chunks]
-            con = duckdb.connect(duckdb_path(url))
+            con = duckdb.connect(
+                duckdb_path(url), config={"checkpoint_threshold": CHECKPOINT_THRESHOLD}
+            )
             t0 = time.perf_counter()
             for table in tables:
                 con.begin()
@@ -204,7 +212,7 @@ def in_process(
 
 def main() -> None:
     parser = base_parser(__doc__ or "")
-    parser.add_argument("--runs", type=int, default=200_000, help="total runs (default 200000)")
+    parser.add_argument("--runs", type=int, default=1_000_000, help="total runs (default 1000000)")
     parser.add_argument("--per-request", type=int, default=10_000)
     parser.add_argument(
         "--concurrency",
@@ -247,6 +255,8 @@ def main() -> None:
         raw_rate = n_runs / raw_seconds
         how = "Arrow append" if args.db == "duckdb" else "COPY"
         summary = Report(f"raw baseline ({how} into a scratch runs table, same schema)")
+        if args.db == "duckdb":
+            summary.line("checkpoint threshold (as the store's)", CHECKPOINT_THRESHOLD)
         summary.line(f"rows/s raw {how}", fmt_rate(raw_rate, "rows/s"))
         summary.line("API best runs/s", fmt_rate(best))
         summary.ratio("API / raw", best, raw_rate, "1.0 = as fast as the raw append")

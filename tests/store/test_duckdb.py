@@ -1,12 +1,15 @@
-"""What only the embedded backend needs: closing while other threads still read."""
+"""What only the embedded backend needs: closing while other threads still read, and how
+much log DuckDB gathers before a checkpoint."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from flowdeck.errors import StoreUnavailable
@@ -187,3 +190,39 @@ def test_the_writer_runs_a_text_of_several_statements(tmp_path: Path) -> None:
         cur.execute("SELECT count(*) FROM t")
         assert cur.fetchall() == [(2,)]
     store.close()
+
+
+def test_the_log_grows_past_duckdbs_default_before_a_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint rewrites the run_id index and the partly filled row group: the store lets
+    the log reach CHECKPOINT_THRESHOLD (not DuckDB's 16 MB) first, and what the log holds is
+    there again after a restart."""
+    path = tmp_path / "flowdeck.duckdb"
+    store = open_store(f"duckdb://{path}")
+    store.migrate()
+    assert isinstance(store, DuckDBStore)
+    with store.write_transaction() as cur:
+        # about 40 MB of log: 80,000 runs with 400 characters of custom_stats each
+        cur.execute(
+            """INSERT INTO runs (run_id, project, pipeline, batch_id, env, status,
+                   custom_stats, labels, derived, created_at, updated_at, sort_at)
+               SELECT 'r' || i, 'p', 'etl', 'b', 'prod', 'SUCCESS',
+                   '{"note": "' || repeat('x', 400) || '"}', '{}', '', now(), now(), now()
+               FROM range(80000) t(i)"""
+        )
+    wal = path.with_name(path.name + ".wal")
+    assert wal.stat().st_size > 32 * 1024 * 1024
+    # As after a crash: a copy of the file and its log, opened while the store still runs.
+    assert _runs_in_a_copy(path) == 80_000
+    store.close()
+
+
+def _runs_in_a_copy(path: Path) -> int:
+    """The runs a copy of the file and its log holds once opened (the log replayed)."""
+    copy = path.with_name("copy.duckdb")
+    shutil.copy(path, copy)
+    shutil.copy(path.with_name(path.name + ".wal"), copy.with_name(copy.name + ".wal"))
+    con = duckdb.connect(str(copy))
+    try:
+        return int(con.execute("SELECT count(*) FROM runs").fetchall()[0][0])
+    finally:
+        con.close()
