@@ -221,6 +221,31 @@ def test_what_the_general_path_rejects_is_left_to_it(change: dict[str, Any], why
     assert columnar(body) is None, why
 
 
+def _with_element(text: bytes) -> bytes:
+    """A body of realistic runs with ``text`` as one more element, written as it is."""
+    return orjson.dumps(realistic(20))[:-1] + b"," + text + b"]"
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (_with_element(b"1"), "an element that is a number"),
+        (_with_element(b"null"), "an element that is null"),
+        (_with_element(b"[]"), "an element that is a list"),
+        (_with_element(b'{"pipeline": "p", "pipeline": "q"}'), "a key twice"),
+        (_with_element(b'{"pipeline, env": "p"}'), "a key with a comma in it"),
+        (_with_element(b'{"pipeline": "p", "[env]": "dev"}'), "a key with brackets in it"),
+        (_with_element(b'{"pipeline": "p"}') + b" x", "text after the list"),
+        (orjson.dumps(realistic(20))[:-1], "a list that does not end"),
+        (b"[]", "an empty list"),
+    ],
+)
+def test_odd_bodies_are_left_to_the_general_path(body: bytes, why: str) -> None:
+    """The reader looks at the keys of all elements in one parse of the body: whatever is
+    not a list of run objects with known, distinct keys goes the general way."""
+    assert columnar(body) is None, why
+
+
 def test_each_read_takes_its_own_body() -> None:
     """The reader's queries are prepared once on its scratch file: each read still reads
     the body it is given, whatever the sizes before it, and draws fresh run ids."""
