@@ -13,6 +13,7 @@ import uvicorn
 
 from flowdeck import __version__
 from flowdeck.api.app import Companion, create_app
+from flowdeck.api.server import run_server
 from flowdeck.errors import FlowdeckError
 from flowdeck.heap import settled_heap
 from flowdeck.settings import Settings
@@ -55,15 +56,16 @@ def _serve(
     )
     # The heap settles last, once everything the server starts with exists.
     app = create_app(settings, companions=[*companions, settled_heap], database_file=database_file)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level.lower(),
+        access_log=log_level.lower() == "debug",
+        timeout_graceful_shutdown=5,
+    )
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=log_level.lower(),
-            access_log=log_level.lower() == "debug",
-            timeout_graceful_shutdown=5,
-        )
+        run_server(app, config)
     except FlowdeckError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -38,6 +39,9 @@ class Services:
     review: ReviewService | None = None  # human review (flowdeck.review)
     slos: SloService | None = None  # SLOs (flowdeck.slo)
     incidents: IncidentService | None = None  # incidents (flowdeck.incidents), while running
+    # What must stop while the server still listens (api/server.py): a companion that
+    # reaches the server over HTTP.
+    stopping: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 async def services(request: Request) -> Services:

@@ -439,6 +439,13 @@ def stream_companion(seed: int, speed: float, backfill: timedelta = BACKFILL) ->
     def companion(svc: Services) -> AbstractAsyncContextManager[None]:
         url = local_url(svc.settings.host, svc.settings.port)
         driver = StreamDriver(url, seed=seed, speed=speed, clock=svc.clock, backfill=backfill)
+
+        async def stop() -> None:
+            await asyncio.to_thread(driver.stop)
+
+        # It reports over HTTP: stopped before the server stops listening, it sends its last
+        # points instead of keeping them for a server that is gone.
+        svc.stopping.append(stop)
         return _running(driver)
 
     return companion
