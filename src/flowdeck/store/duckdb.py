@@ -321,7 +321,7 @@ class DuckDBStore(ColumnarAppend):
     def _close_cleanly(self) -> None:
         """Write the pipeline states kept back, which removes the mark that would have the
         next start count their pipelines again (deferred.py)."""
-        if self._closed or self.deferred is None:
+        if self._closed:
             return
         try:
             self.flush_pipelines()

@@ -656,7 +656,7 @@ class SqlStore(MetricsSql, Store):
         if moved or (not flushed and kept.due()):  # written now, with those kept back
             pending = {} if flushed else {s.key: s for s in kept.states()}
             pending.update((s.key, s) for s in back)
-            self._update_pipeline_rows(cur, list(pending.values()))
+            self._states_into(cur, _UPDATE_PIPELINES, list(pending.values()))
             return PipelineUpdate(states, removed, streaks, flushed=True)
         return PipelineUpdate(states, removed, streaks, kept=back, flushed=flushed)
 
@@ -672,21 +672,20 @@ class SqlStore(MetricsSql, Store):
         ``keep_back`` the stored ones are not written but returned (deferred.py)."""
         old = [s for s in states if s.key in stored]
         new = [s for s in states if s.key not in stored]
-        if new:
-            self.stage_pipelines(cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in new])
-            self._q(cur, _INSERT_NEW_PIPELINES)
+        self._states_into(cur, _INSERT_NEW_PIPELINES, new)
         if keep_back:
             return old
-        self._update_pipeline_rows(cur, old)
+        self._states_into(cur, _UPDATE_PIPELINES, old)
         return []
 
-    def _update_pipeline_rows(self, cur: Cursor, states: list[PipelineState]) -> None:
-        """UPDATE the stored rows of these states."""
+    def _states_into(self, cur: Cursor, statement: str, states: list[PipelineState]) -> None:
+        """Stage these states and run ``statement`` (an INSERT or UPDATE from the staged
+        states) on them; nothing when there are none."""
         if states:
             self.stage_pipelines(
                 cur, [tuple(getattr(s, c) for c in PIPELINE_COLUMNS) for s in states]
             )
-            self._q(cur, _UPDATE_PIPELINES)
+            self._q(cur, statement)
 
     def _mark_kept(self, cur: Cursor, update: PipelineUpdate, written_at: datetime) -> None:
         """Keep the writer's mark at the time of the earliest runs whose pipelines' states
@@ -704,7 +703,7 @@ class SqlStore(MetricsSql, Store):
         """Write the kept-back states in this transaction (the caller tells ``deferred``
         once it is committed)."""
         assert self.deferred is not None
-        self._update_pipeline_rows(cur, self.deferred.states())
+        self._states_into(cur, _UPDATE_PIPELINES, self.deferred.states())
 
     def flush_pipelines(self) -> None:
         """Write the kept-back pipeline states now (writer thread, or once it has stopped)."""
